@@ -1,0 +1,221 @@
+//! The host source against the real machine: a real busy process, real
+//! cancellation, and a real systemd (booted in a sandbox, see TESTING.md)
+//! running a busy unit.
+#![cfg(target_os = "linux")]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use headroom_collect::Source;
+use headroom_collect::host::{HostConfig, HostSource};
+use headroom_core::SeriesData;
+use tokio_util::sync::CancellationToken;
+
+const INTERVAL: Duration = Duration::from_millis(500);
+const RUN: Duration = Duration::from_secs(3);
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Tests that run a busy loop hold this lock, across test threads and test
+/// processes (nextest), so two busy loops never compete for the cores.
+fn busy_lock() -> File {
+    let file = File::create(std::env::temp_dir().join("headroom-collect-host-tests.lock")).unwrap();
+    file.lock().unwrap();
+    file
+}
+
+/// A child process killed (by its PID) and reaped when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a busy process under a name nothing else on the machine has:
+/// a copy of `yes` called `hrbusy<pid>` (under the kernel's 15-byte limit), writing to /dev/null.
+fn busy_process(dir: &Path) -> (String, KillOnDrop) {
+    let name = format!("hrbusy{}", std::process::id());
+    let exe = dir.join(&name);
+    std::fs::copy("/usr/bin/yes", &exe).expect("copy /usr/bin/yes");
+    let child = Command::new(&exe).stdout(Stdio::null()).spawn().expect("start the busy process");
+    (name, KillOnDrop(child))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn find<'a>(series: &'a [SeriesData], entity: &str, metric: &str) -> &'a SeriesData {
+    series.iter().find(|s| s.key.entity == entity && s.key.metric == metric).unwrap_or_else(|| {
+        let keys: Vec<String> = series.iter().map(|s| s.key.to_string()).collect();
+        panic!("no series {entity}:{metric}; got {keys:?}")
+    })
+}
+
+fn mean(s: &SeriesData) -> f64 {
+    s.values.iter().sum::<f64>() / s.values.len() as f64
+}
+
+fn bounded(processes: Vec<String>, units: Vec<String>, all_units: bool) -> HostConfig {
+    HostConfig { interval: INTERVAL, duration: Some(RUN), processes, units, all_units }
+}
+
+#[tokio::test]
+async fn a_busy_process_and_the_host_are_sampled_every_interval() {
+    let _lock = busy_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (name, _child) = busy_process(dir.path());
+    let source = HostSource::new(bounded(vec![name.clone(), "hr-never-runs".into()], vec![], false)).unwrap();
+
+    let started = now_ms();
+    let frame = source.collect(&CancellationToken::new()).await.unwrap();
+    let series = frame.series().unwrap();
+
+    let cpu = find(&series, &format!("proc/{name}"), "cpu");
+    let memory = find(&series, &format!("proc/{name}"), "memory");
+    assert_eq!(cpu.len(), 6, "3 s at 500 ms: {:?}", cpu.ts);
+    assert!(mean(cpu) > 0.5, "busy process cpu {:?}", cpu.values);
+    assert!(memory.values.iter().all(|&m| m > 0.0), "busy process memory {:?}", memory.values);
+
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = format!("host/{}", hostname.trim());
+    assert_eq!(source.host_entity(), host);
+    let host_cpu = find(&series, &host, "cpu");
+    let host_memory = find(&series, &host, "memory");
+    assert!(mean(host_cpu) > 0.0, "host cpu {:?}", host_cpu.values);
+    let cpus = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    assert!(host_cpu.values.iter().all(|&c| c <= cpus as f64 + 0.05), "host cpu {:?} on {cpus} CPUs", host_cpu.values);
+    assert!(host_memory.values.iter().all(|&m| m > MIB), "host memory {:?}", host_memory.values);
+
+    // The first sample comes one interval after the start (CPU needs two readings), then one per interval.
+    assert_eq!(host_cpu.ts, cpu.ts);
+    assert!(cpu.ts[0] >= started + 450, "first sample {} ms after the start", cpu.ts[0] - started);
+    for pair in cpu.ts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!((400..=1500).contains(&gap), "gap {gap} ms in {:?}", cpu.ts);
+    }
+
+    // A process that never ran has no series at all (not zeros).
+    assert!(!series.iter().any(|s| s.key.entity == "proc/hr-never-runs"));
+    assert_eq!(series.len(), 4);
+}
+
+#[tokio::test]
+async fn cancellation_returns_promptly_with_the_samples_taken() {
+    let cfg = HostConfig {
+        interval: Duration::from_millis(250),
+        duration: Some(Duration::from_secs(60)),
+        ..HostConfig::default()
+    };
+    let source = HostSource::new(cfg).unwrap();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        trigger.cancel();
+    });
+
+    let started = Instant::now();
+    let frame = source.collect(&cancel).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "returned {took:?} after the start, cancelled at 1 s");
+    let series = frame.series().unwrap();
+    let cpu = find(&series, &source.host_entity(), "cpu");
+    assert!((1..=5).contains(&cpu.len()), "{} samples in 1 s at 250 ms", cpu.len());
+    assert_eq!(find(&series, &source.host_entity(), "memory").len(), cpu.len());
+}
+
+#[tokio::test]
+async fn cancelled_before_the_first_sample_returns_an_empty_frame() {
+    let source = HostSource::new(HostConfig::default()).unwrap();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let started = Instant::now();
+    let frame = source.collect(&cancel).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(frame.is_empty());
+}
+
+/// A real systemd booted by `systemd-sandbox.sh`, stopped (by its PID) when dropped.
+struct Sandbox {
+    script: PathBuf,
+    state: PathBuf,
+}
+
+impl Sandbox {
+    fn script() -> PathBuf {
+        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX").map(PathBuf::from).unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testing/systemd-sandbox.sh")
+        });
+        assert!(
+            script.is_file(),
+            "{} not found: set HEADROOM_SYSTEMD_SANDBOX to the systemd sandbox script (see TESTING.md)",
+            script.display()
+        );
+        script
+    }
+
+    fn start(state: PathBuf, units: &[&Path]) -> Self {
+        let script = Self::script();
+        let out = Command::new(&script).arg("start").arg(&state).args(units).output().unwrap();
+        let sandbox = Self { script, state };
+        assert!(
+            out.status.success(),
+            "systemd sandbox did not start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sandbox
+    }
+
+    fn systemctl(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.script).arg("exec").arg(&self.state).arg("systemctl").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn wait_active(&self, unit: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.systemctl(&["is-active", unit]) != "active" {
+            assert!(Instant::now() < deadline, "{unit} did not become active: {}", self.systemctl(&["status", unit]));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).arg("stop").arg(&self.state).status();
+    }
+}
+
+#[tokio::test]
+async fn a_busy_unit_of_a_real_systemd_is_followed_through_its_cgroup() {
+    let _lock = busy_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("demo.service");
+    std::fs::write(&unit, "[Unit]\nDescription=busy loop\n[Service]\nExecStart=/bin/sh -c \"while :; do :; done\"\n")
+        .unwrap();
+    let sandbox = Sandbox::start(dir.path().join("state"), &[&unit]);
+    sandbox.wait_active("demo.service");
+
+    let cfg = bounded(vec![], vec!["demo.service".into(), "absent.service".into()], true);
+    let frame = HostSource::new(cfg).unwrap().collect(&CancellationToken::new()).await.unwrap();
+    let series = frame.series().unwrap();
+
+    let cpu = find(&series, "systemd/demo.service", "cpu");
+    let memory = find(&series, "systemd/demo.service", "memory");
+    assert_eq!(cpu.len(), 6, "{:?}", cpu.ts);
+    assert!(mean(cpu) > 0.5, "demo.service cpu {:?}", cpu.values);
+    assert!(memory.values.iter().all(|&m| m > 0.0), "demo.service memory {:?}", memory.values);
+    // `all_units` also follows the sandbox's other units, e.g. its D-Bus daemon.
+    assert!(!find(&series, "systemd/dbus.service", "memory").is_empty());
+    assert!(!series.iter().any(|s| s.key.entity == "systemd/absent.service"));
+}

@@ -1,0 +1,27 @@
+//! headroom's data model.
+//!
+//! This crate owns the shapes that every other crate exchanges: series keys
+//! and units ([`series`]), the canonical long sample frame and the resampled
+//! frame, both defined once ([`frame`]), the time grid ([`grid`]), timestamps
+//! and durations as users write them ([`time`]), per-series limits
+//! ([`limits`]) and the report of every repair made to a series ([`repair`]).
+//!
+//! It must not do IO, spawn tasks or read a clock: everything here is pure
+//! data and functions, so it builds and tests in seconds and the backtest can
+//! trust it.
+
+pub mod error;
+pub mod frame;
+pub mod grid;
+pub mod limits;
+pub mod repair;
+pub mod series;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use frame::{ResampledSeries, SampleFrame, SeriesData};
+pub use grid::Grid;
+pub use limits::{Limit, Limits};
+pub use repair::{Gap, RepairReport};
+pub use series::{SeriesKey, Unit};
+pub use time::{TimeUnit, format_duration, format_ts, parse_duration, parse_timestamp};

@@ -1,0 +1,201 @@
+//! Timestamps and durations as users write them.
+//!
+//! All timestamps inside headroom are UTC milliseconds since the Unix epoch (`i64`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The unit of epoch numbers in a file. Never guessed: a bare number is only
+/// read as a timestamp when the user names its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    /// Seconds since 1970-01-01T00:00:00Z (fractions allowed).
+    S,
+    /// Milliseconds since 1970-01-01T00:00:00Z.
+    Ms,
+}
+
+impl std::str::FromStr for TimeUnit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "s" => Ok(TimeUnit::S),
+            "ms" => Ok(TimeUnit::Ms),
+            other => Err(format!("time unit must be 's' or 'ms', not {other:?}")),
+        }
+    }
+}
+
+/// Parses one timestamp into UTC epoch milliseconds.
+///
+/// Accepted: RFC 3339 (`2024-01-01T00:00:00Z`, `2024-01-01T01:00:00+01:00`, fractions
+/// allowed); `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS` without a zone, read as UTC;
+/// and, only when `epoch` names the unit, epoch seconds or milliseconds.
+/// Sub-millisecond fractions are truncated.
+pub fn parse_timestamp(value: &str, epoch: Option<TimeUnit>) -> Result<i64> {
+    let s = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc().timestamp_millis());
+        }
+    }
+    let looks_numeric = !s.is_empty() && s.parse::<f64>().is_ok_and(f64::is_finite);
+    match (epoch, looks_numeric) {
+        (Some(TimeUnit::Ms), true) => s
+            .parse::<i64>()
+            .map_err(|_| Error::Timestamp { value: value.into(), hint: " (epoch milliseconds must be an integer)" }),
+        (Some(TimeUnit::S), true) => {
+            let secs: f64 = s.parse().expect("checked numeric above");
+            let ms = (secs * 1000.0).round();
+            if ms.abs() > 8.64e15 {
+                return Err(Error::Timestamp { value: value.into(), hint: " (out of range for epoch seconds)" });
+            }
+            Ok(ms as i64)
+        }
+        (None, true) => Err(Error::Timestamp {
+            value: value.into(),
+            hint: "; it looks like an epoch number: say its unit with --time-unit s or --time-unit ms",
+        }),
+        (_, false) => Err(Error::Timestamp { value: value.into(), hint: "" }),
+    }
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC (`2024-01-01T00:00:00Z`, with
+/// milliseconds only when they are not zero).
+pub fn format_ts(ms: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_millis(ms) {
+        Some(t) if ms % 1000 == 0 => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+        None => format!("{ms}ms"),
+    }
+}
+
+const UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+/// Parses a Prometheus-style duration: one or more `<integer><unit>` with units
+/// `y w d h m s ms`, largest first (`90s`, `5m`, `1h30m`, `14d`). Zero is refused.
+pub fn parse_duration(value: &str) -> Result<Duration> {
+    let err = |why| Error::Duration { value: value.to_owned(), why };
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return Err(err("it is empty"));
+    }
+    let mut total: u64 = 0;
+    let mut last_rank = usize::MAX;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(err("expected a number before each unit"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let Some(rank) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(err("units are y, w, d, h, m, s, ms"));
+        };
+        if last_rank != usize::MAX && rank <= last_rank {
+            return Err(err("units must go from largest to smallest, each once"));
+        }
+        last_rank = rank;
+        total = n
+            .checked_mul(UNITS[rank].1)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| err("too long"))?;
+        rest = &rest[unit_len..];
+    }
+    if total == 0 {
+        return Err(err("it is zero"));
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// Formats milliseconds the way [`parse_duration`] reads them (`1h30m`, `14d`, `250ms`).
+pub fn format_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let (sign, mut left) = if ms < 0 { ("-", ms.unsigned_abs()) } else { ("", ms as u64) };
+    let mut out = String::from(sign);
+    for (unit, size) in UNITS.iter().skip(1) {
+        if left >= *size {
+            out.push_str(&format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+
+    #[test]
+    fn accepted_timestamp_formats() {
+        assert_eq!(parse_timestamp("2024-01-01T00:00:00Z", None).unwrap(), T0);
+        assert_eq!(parse_timestamp("2024-01-01T01:00:00+01:00", None).unwrap(), T0);
+        assert_eq!(parse_timestamp("2024-01-01 00:00:00", None).unwrap(), T0);
+        assert_eq!(parse_timestamp("2024-01-01T00:00:00.250", None).unwrap(), T0 + 250);
+        assert_eq!(parse_timestamp(" 2024-01-01 00:05:00 ", None).unwrap(), T0 + 300_000);
+        assert_eq!(parse_timestamp("1704067200", Some(TimeUnit::S)).unwrap(), T0);
+        assert_eq!(parse_timestamp("1704067200.5", Some(TimeUnit::S)).unwrap(), T0 + 500);
+        assert_eq!(parse_timestamp("1704067200000", Some(TimeUnit::Ms)).unwrap(), T0);
+    }
+
+    #[test]
+    fn epoch_numbers_are_never_guessed() {
+        let err = parse_timestamp("1704067200", None).unwrap_err().to_string();
+        assert!(err.contains("--time-unit"), "{err}");
+        let err = parse_timestamp("1704067200.5", Some(TimeUnit::Ms)).unwrap_err().to_string();
+        assert!(err.contains("integer"), "{err}");
+    }
+
+    #[test]
+    fn bad_timestamps_name_the_value() {
+        for bad in ["", "yesterday", "2024-13-01 00:00:00", "2024-01-01", "NaN", "inf"] {
+            let err = parse_timestamp(bad, Some(TimeUnit::S)).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        assert_eq!(format_ts(T0), "2024-01-01T00:00:00Z");
+        assert_eq!(format_ts(T0 + 5), "2024-01-01T00:00:00.005Z");
+        assert_eq!(parse_timestamp(&format_ts(T0 + 5), None).unwrap(), T0 + 5);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m30s500ms").unwrap(), Duration::from_millis(90_500));
+        for bad in ["", "5", "m", "5x", "30m1h", "5m5m", "0s", "-5m", "1.5h", "99999999999999999999y"] {
+            let err = parse_duration(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+        for ms in [1, 250, 60_000, 5_400_000, 1_209_600_000, 90_500] {
+            assert_eq!(parse_duration(&format_duration(ms)).unwrap().as_millis() as i64, ms);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The command line, as clap derive types. Subcommands are verbs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use headroom_collect::files::{FileOptions, Layout};
+use headroom_collect::resample::ResampleConfig;
+use headroom_core::TimeUnit;
+
+use crate::output::Output;
+
+/// headroom predicts when services and nodes run out of CPU or memory, and acts before they do.
+#[derive(Debug, Parser)]
+#[command(name = "headroom", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax); `HEADROOM_LOG` overrides it.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay recorded metrics through forecasts and decisions (forecasting is not built yet).
+    Backtest(BacktestArgs),
+    /// Collect samples from files, Prometheus or this host into the store or a file.
+    Collect(CollectArgs),
+    /// Print one line per series of a store or file: points, span, step, gaps, repairs.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Recorded metrics (a canonical long file, other files, or a store).
+    #[arg(long, default_value = "data/sample/metrics.parquet")]
+    pub data: PathBuf,
+    /// Saturation thresholds per series (`entity,metric,threshold`).
+    #[arg(long, default_value = "data/sample/limits.csv")]
+    pub limits: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    #[command(subcommand)]
+    pub source: CollectSource,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectSource {
+    /// Recorded CSV or Parquet files (long or wide), or directories of them.
+    Files {
+        /// Files or directories (their .csv and .parquet files are read).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        sink: SinkArgs,
+    },
+    /// A Prometheus server, through `/api/v1/query_range`.
+    Prometheus(Box<PrometheusArgs>),
+    /// This machine: CPU and memory of the host and of chosen processes and systemd units.
+    Host {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        sink: SinkArgs,
+    },
+}
+
+/// How to read recorded files.
+#[derive(Debug, Clone, Args)]
+pub struct FileArgs {
+    /// Force the layout (default: `long` when the columns are entity, metric, value; else `wide`).
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    /// Name of the timestamp column.
+    #[arg(long, default_value = "timestamp")]
+    pub timestamp_column: String,
+    /// Unit of epoch-number timestamps (`s` or `ms`); bare numbers are never guessed.
+    #[arg(long)]
+    pub time_unit: Option<TimeUnit>,
+    /// For files without a timestamp column: time of the first row (RFC 3339 or `YYYY-MM-DD HH:MM:SS` UTC).
+    #[arg(long, requires = "step")]
+    pub start: Option<String>,
+    /// For files without a timestamp column: time between rows (e.g. `5m`).
+    #[arg(long, requires = "start")]
+    pub step: Option<String>,
+    /// Wide files: entity name; `{stem}` is the file name without extension.
+    #[arg(long)]
+    pub entity: Option<String>,
+    /// Wide files with one value column: the metric name to give it.
+    #[arg(long)]
+    pub metric: Option<String>,
+}
+
+impl FileArgs {
+    pub fn options(&self) -> anyhow::Result<FileOptions> {
+        Ok(FileOptions {
+            layout: self.layout,
+            timestamp_column: Some(self.timestamp_column.clone()),
+            time_unit: self.time_unit,
+            start_ms: self.start.as_deref().map(|s| headroom_core::parse_timestamp(s, None)).transpose()?,
+            step_ms: self.step.as_deref().map(duration_ms).transpose()?,
+            entity: self.entity.clone(),
+            metric: self.metric.clone(),
+        })
+    }
+}
+
+/// Where collected samples go.
+#[derive(Debug, Clone, Args)]
+pub struct SinkArgs {
+    /// Store directory (Parquet per series) to merge the samples into.
+    #[arg(long, env = "HEADROOM_STORE", default_value = "headroom-store", conflicts_with = "out")]
+    pub store: PathBuf,
+    /// Write one canonical long file instead (`.parquet` or `.csv`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// How to print the summary of what was collected.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// The grid used to count gaps and repairs.
+#[derive(Debug, Clone, Args)]
+pub struct GridArgs {
+    /// Grid step for gap and repair counts.
+    #[arg(long = "grid-step", default_value = "5m")]
+    pub grid_step: String,
+    /// Longest gap that resampling interpolates; longer gaps stay missing.
+    #[arg(long, default_value = "1h")]
+    pub max_gap: String,
+}
+
+impl GridArgs {
+    pub fn config(&self) -> anyhow::Result<ResampleConfig> {
+        Ok(ResampleConfig { step_ms: duration_ms(&self.grid_step)?, max_gap_ms: duration_ms(&self.max_gap)?, strict: false })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PrometheusArgs {
+    /// Base URL of the Prometheus server, e.g. `http://127.0.0.1:9090`.
+    #[arg(long)]
+    pub url: String,
+    /// How far back from `--end` to pull, e.g. `14d`.
+    #[arg(long, default_value = "1d")]
+    pub range: String,
+    /// End of the range (RFC 3339; default: now).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Query resolution (`step` of query_range).
+    #[arg(long, default_value = "5m")]
+    pub step: String,
+    /// Query presets to run: `kubernetes` (workloads via cAdvisor + kube-state-metrics), `node` (node-exporter).
+    #[arg(long, value_delimiter = ',', default_value = "kubernetes,node")]
+    pub preset: Vec<String>,
+    /// Extra query, `METRIC=PROMQL`; its entity comes from `--entity`. Replaces the presets.
+    #[arg(long = "query", value_name = "METRIC=PROMQL")]
+    pub queries: Vec<String>,
+    /// Entity template for `--query` results, filled from labels, e.g. `host/{instance}`.
+    #[arg(long, default_value = "prom/{instance}")]
+    pub entity: String,
+    /// Bearer token read from this file.
+    #[arg(long, conflicts_with_all = ["bearer_token_env", "basic_user"])]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Bearer token read from this environment variable.
+    #[arg(long, conflicts_with = "basic_user")]
+    pub bearer_token_env: Option<String>,
+    /// Basic-auth user name.
+    #[arg(long)]
+    pub basic_user: Option<String>,
+    /// Basic-auth password read from this file.
+    #[arg(long, requires = "basic_user", conflicts_with = "basic_password_env")]
+    pub basic_password_file: Option<PathBuf>,
+    /// Basic-auth password read from this environment variable.
+    #[arg(long, requires = "basic_user")]
+    pub basic_password_env: Option<String>,
+    /// PEM file of the CA(s) to trust for Prometheus' certificate (instead of the system roots).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of each HTTP request.
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Retries of a request after 5xx, 429, timeouts and connection errors.
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// Most evaluation points per series in one request (Prometheus refuses > 11,000).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_points_per_request: usize,
+    #[command(flatten)]
+    pub sink: SinkArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    /// Time between samples.
+    #[arg(long, default_value = "15s")]
+    pub interval: String,
+    /// How long to sample (default: until Ctrl-C; what was sampled is kept).
+    #[arg(long = "for")]
+    pub duration: Option<String>,
+    /// Follow processes with this name (`proc/<name>`); repeatable.
+    #[arg(long = "process")]
+    pub processes: Vec<String>,
+    /// Follow this systemd unit (`systemd/<unit>`); repeatable.
+    #[arg(long = "unit")]
+    pub units: Vec<String>,
+    /// Follow every systemd unit seen.
+    #[arg(long)]
+    pub all_units: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A store directory, a file, or a directory of CSV/Parquet files.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// How to print.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// A duration flag in milliseconds.
+pub fn duration_ms(s: &str) -> anyhow::Result<i64> {
+    Ok(headroom_core::parse_duration(s)?.as_millis() as i64)
+}

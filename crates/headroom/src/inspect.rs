@@ -1,0 +1,97 @@
+//! `headroom inspect` and, until forecasting lands, `headroom backtest`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use headroom_collect::files::{FileOptions, read_files};
+use headroom_collect::inspect::{SeriesSummary, summarize};
+use headroom_collect::limits::read_limits;
+use headroom_collect::resample::ResampleConfig;
+use headroom_collect::store::{Query, Store};
+use headroom_core::SampleFrame;
+
+use crate::cli::{BacktestArgs, InspectArgs};
+use crate::output::{Output, table};
+
+pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.grid.config()?;
+    let frame = load(&args.path, &args.file.options()?)?;
+    print_summaries(&summarize(&frame, &cfg)?, &cfg, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a store directory, or files / directories of files.
+pub fn load(path: &Path, opts: &FileOptions) -> anyhow::Result<SampleFrame> {
+    if path.is_dir()
+        && let Ok(store) = Store::open(path)
+        && store.list().is_ok_and(|keys| !keys.is_empty())
+    {
+        return store.read(&Query::default()).with_context(|| format!("reading store {}", path.display()));
+    }
+    Ok(read_files(&[path.to_path_buf()], opts)?)
+}
+
+pub fn print_summaries(rows: &[SeriesSummary], cfg: &ResampleConfig, output: Output) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?,
+        Output::Table => {
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.entity.clone(),
+                        r.metric.clone(),
+                        r.unit.to_string(),
+                        r.points.to_string(),
+                        match (&r.first, &r.last) {
+                            (Some(a), Some(b)) => format!("{a} → {b}"),
+                            _ => "-".into(),
+                        },
+                        r.step.clone().unwrap_or_else(|| "-".into()),
+                        r.gaps_text(cfg.step_ms),
+                        r.report.summary(),
+                    ]
+                })
+                .collect();
+            write!(out, "{}", table(&["entity", "metric", "unit", "points", "span", "step", "gaps", "repairs"], &body))?;
+            let points: usize = rows.iter().map(|r| r.points).sum();
+            let repaired = rows.iter().filter(|r| r.repairs > 0).count();
+            let gappy = rows.iter().filter(|r| r.gaps > 0).count();
+            writeln!(
+                out,
+                "{} series, {points} points; {repaired} with repairs, {gappy} with gaps left missing (grid {})",
+                rows.len(),
+                headroom_core::format_duration(cfg.step_ms)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
+    let frame = load(&args.data, &FileOptions::default())?;
+    let limits = read_limits(&args.limits)?;
+    let rows = summarize(&frame, &ResampleConfig::default())?;
+    let with_limit = rows
+        .iter()
+        .filter(|r| {
+            headroom_core::SeriesKey::new(&r.entity, &r.metric).is_ok_and(|k| limits.get(&k).is_some())
+        })
+        .count();
+    println!(
+        "headroom backtest: read {} ({} series, {} points; {with_limit} with a saturation threshold in {}).",
+        args.data.display(),
+        rows.len(),
+        frame.len(),
+        args.limits.display()
+    );
+    println!(
+        "Forecasting is not built yet (it lands with the forecasting issue): there is no model to replay. \
+         Use `headroom inspect {}` to see the data.",
+        args.data.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,139 @@
+//! The `headroom` binary as a user runs it: real files, a real store, pandas reading it back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn shared_data() -> PathBuf {
+    let p = repo().join("../shared/data");
+    assert!(p.is_dir(), "the development data set must sit beside the checkout at {}", p.display());
+    p
+}
+
+fn headroom(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_headroom")).args(args).current_dir(cwd).env_remove("HEADROOM_STORE").output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    stdout.into_owned()
+}
+
+/// The whitespace-separated cells of the table line for `entity` and `metric`.
+fn line<'a>(table: &'a str, entity: &str, metric: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.len() > 2 && cells[0] == entity && cells[1] == metric)
+        .unwrap_or_else(|| panic!("no line for {entity} {metric} in:\n{table}"))
+}
+
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn nab_files_into_the_store_then_inspect_and_pandas_read_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let nab = shared_data().join("nab");
+    let out = headroom(
+        &["collect", "files", nab.to_str().unwrap(), "--entity", "nab/{stem}", "--metric", "cpu_pct", "--store", store.to_str().unwrap()],
+        dir.path(),
+    );
+    let stdout = ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stored 42242 samples of 7 series"), "{:?}", out);
+    assert_eq!(line(&stdout, "nab/ec2_cpu_utilization_24ae8d", "cpu_pct")[2..4], ["percent", "4032"]);
+    assert!(stdout.contains("7 series, 42242 points"), "{stdout}");
+
+    // The same data read from the store.
+    let listing = ok(&headroom(&["inspect", store.to_str().unwrap(), "--output", "json"], dir.path()));
+    let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    let asg = rows.iter().find(|r| r["entity"] == "nab/cpu_utilization_asg_misconfiguration").unwrap();
+    assert_eq!(asg["points"], 18050);
+    assert_eq!(asg["step"], "5m");
+    assert_eq!(asg["unit"], "percent");
+
+    // Collecting the same files again replaces, never duplicates.
+    let again = headroom(&["collect", "files", nab.to_str().unwrap(), "--entity", "nab/{stem}", "--metric", "cpu_pct", "--store", store.to_str().unwrap()], dir.path());
+    ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("(42242 replaced"), "{again:?}");
+
+    // A user opens the store with pandas.
+    let py = Command::new("python3")
+        .args(["-c", "import sys, pandas as pd; d = pd.read_parquet(sys.argv[1]); print(len(d), d.entity.nunique(), str(d.timestamp.dtype), sorted(d.columns))", store.to_str().unwrap()])
+        .output()
+        .expect("python3 with pandas and pyarrow (scripts/test.sh installs them)");
+    let said = String::from_utf8_lossy(&py.stdout);
+    assert!(py.status.success(), "pandas could not read the store: {}", String::from_utf8_lossy(&py.stderr));
+    assert_eq!(said.trim(), "42242 7 datetime64[ms, UTC] ['entity', 'metric', 'timestamp', 'value']");
+}
+
+#[test]
+fn files_without_timestamps_need_start_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = shared_data().join("dc_aggregate/machine_usage_days_1_to_8_grouped_300_seconds.csv");
+    let err = fails(&headroom(&["collect", "files", f.to_str().unwrap(), "--out", "x.parquet"], dir.path()));
+    assert!(err.contains("machine_usage_days_1_to_8_grouped_300_seconds.csv: no timestamp column \"timestamp\""), "{err}");
+    assert!(err.contains("--start and --step"), "{err}");
+    assert!(!dir.path().join("x.parquet").exists());
+
+    let out = headroom(
+        &["collect", "files", f.to_str().unwrap(), "--entity", "dc/alibaba2018", "--start", "2024-01-01T00:00:00Z", "--step", "5m", "--out", "x.csv"],
+        dir.path(),
+    );
+    let stdout = ok(&out);
+    assert_eq!(
+        line(&stdout, "dc/alibaba2018", "cpu_util_percent")[2..8],
+        ["percent", "2243", "2024-01-01T00:00:00Z", "→", "2024-01-08T18:50:00Z", "5m"]
+    );
+    // The CSV written reads back the same.
+    let back = ok(&headroom(&["inspect", "x.csv"], dir.path()));
+    assert!(back.contains("5 series, 11215 points"), "{back}");
+}
+
+#[test]
+fn bad_values_are_reported_with_file_row_column_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.csv"), "timestamp,cpu\n2024-01-01T00:00:00Z,0.5\n2024-01-01T00:05:00Z,lots\n").unwrap();
+    let err = fails(&headroom(&["inspect", "bad.csv"], dir.path()));
+    assert!(err.contains("bad.csv, row 2, column \"cpu\": not a number (value \"lots\")"), "{err}");
+    std::fs::write(dir.path().join("epoch.csv"), "timestamp,cpu\n1704067200,0.5\n").unwrap();
+    let err = fails(&headroom(&["inspect", "epoch.csv"], dir.path()));
+    assert!(err.contains("--time-unit"), "{err}");
+    ok(&headroom(&["inspect", "epoch.csv", "--time-unit", "s"], dir.path()));
+}
+
+#[test]
+fn inspect_reports_repairs_and_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("timestamp,entity,metric,value\n");
+    for i in 0..24 {
+        csv.push_str(&format!("2024-01-01T{:02}:{:02}:00Z,host/a,memory,{}\n", i / 12, (i % 12) * 5, 100 + i));
+    }
+    // A duplicate, a NaN, a negative memory value, a 10-minute hole and a 5-hour hole.
+    csv.push_str("2024-01-01T00:00:00Z,host/a,memory,102\n2024-01-01T02:00:00Z,host/a,memory,NaN\n");
+    csv.push_str("2024-01-01T02:15:00Z,host/a,memory,-5\n2024-01-01T02:15:00Z,host/a,memory,130\n");
+    csv.push_str("2024-01-01T07:15:00Z,host/a,memory,131\n");
+    std::fs::write(dir.path().join("m.csv"), csv).unwrap();
+    let out = ok(&headroom(&["inspect", "m.csv"], dir.path()));
+    assert!(out.contains("1 NaN/Inf dropped, 1 negative rejected, 1 duplicates merged, 1 out-of-order sorted, 3 bins interpolated"), "{out}");
+    assert!(out.contains("1 gap, 59 bins missing (longest 4h55m at 2024-01-01T02:20:00Z)"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&headroom(&["inspect", "m.csv", "--output", "json"], dir.path()))).unwrap();
+    assert_eq!(json[0]["report"]["negative_rejected"], 1);
+    assert_eq!(json[0]["report"]["first_negative"][1], -5.0);
+}
+
+#[test]
+fn backtest_says_forecasting_is_not_built_yet() {
+    let out = ok(&headroom(&["backtest"], &repo()));
+    assert!(out.contains("157 series, 1950120 points; 157 with a saturation threshold"), "{out}");
+    assert!(out.contains("Forecasting is not built yet"), "{out}");
+}
