@@ -230,11 +230,7 @@ mod tests {
     const M: i64 = 60_000;
 
     fn series(metric: &str, points: &[(i64, f64)]) -> SeriesData {
-        let mut s = SeriesData::new(SeriesKey::new("host/a", metric).unwrap());
-        for &(t, v) in points {
-            s.push(t, v);
-        }
-        s
+        SeriesData::from_points(SeriesKey::new("host/a", metric).unwrap(), points)
     }
 
     fn cfg() -> ResampleConfig {

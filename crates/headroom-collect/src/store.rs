@@ -281,11 +281,7 @@ mod tests {
     use super::*;
 
     fn series(entity: &str, metric: &str, points: &[(i64, f64)]) -> SeriesData {
-        let mut s = SeriesData::new(SeriesKey::new(entity, metric).unwrap());
-        for &(t, v) in points {
-            s.push(t, v);
-        }
-        s
+        SeriesData::from_points(SeriesKey::new(entity, metric).unwrap(), points)
     }
 
     #[test]

@@ -75,6 +75,18 @@ fn conform(df: DataFrame, schema: &Schema, frame: &'static str) -> Result<DataFr
     Ok(df.select(schema.iter_names().cloned())?)
 }
 
+/// A frame of `timestamp, entity, metric` plus the given value column(s), in
+/// the order both schemas use.
+fn key_columns(ts: Vec<i64>, entity: &[&str], metric: &[&str], value: Column, extra: Option<Column>) -> Result<DataFrame> {
+    let height = ts.len();
+    let ts = Int64Chunked::from_vec(TIMESTAMP.into(), ts)
+        .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
+        .into_column();
+    let mut columns = vec![ts, Column::new(ENTITY.into(), entity), Column::new(METRIC.into(), metric), value];
+    columns.extend(extra);
+    Ok(DataFrame::new(height, columns)?)
+}
+
 /// Raw points of one series, in input order (not necessarily sorted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesData {
@@ -90,6 +102,11 @@ impl SeriesData {
     /// An empty series for `key`.
     pub fn new(key: SeriesKey) -> Self {
         Self { key, ts: Vec::new(), values: Vec::new() }
+    }
+
+    /// A series from `(timestamp ms, value)` pairs, in the given order.
+    pub fn from_points(key: SeriesKey, points: &[(i64, f64)]) -> Self {
+        Self { key, ts: points.iter().map(|p| p.0).collect(), values: points.iter().map(|p| p.1).collect() }
     }
 
     /// Number of points.
@@ -146,23 +163,7 @@ impl SampleFrame {
             entity.extend(std::iter::repeat_n(s.key.entity.as_str(), s.len()));
             metric.extend(std::iter::repeat_n(s.key.metric.as_str(), s.len()));
         }
-        Self::from_columns(ts, &entity, &metric, values)
-    }
-
-    fn from_columns(ts: Vec<i64>, entity: &[&str], metric: &[&str], values: Vec<f64>) -> Result<Self> {
-        let height = ts.len();
-        let ts = Int64Chunked::from_vec(TIMESTAMP.into(), ts)
-            .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
-            .into_column();
-        let df = DataFrame::new(
-            height,
-            vec![
-                ts,
-                Column::new(ENTITY.into(), entity),
-                Column::new(METRIC.into(), metric),
-                Column::new(VALUE.into(), values),
-            ],
-        )?;
+        let df = key_columns(ts, &entity, &metric, Column::new(VALUE.into(), values), None)?;
         Ok(Self { df })
     }
 
@@ -270,20 +271,8 @@ impl ResampledSeries {
             values.extend(s.values.iter().map(|v| (!v.is_nan()).then_some(*v)));
             imputed.extend_from_slice(&s.imputed);
         }
-        let height = ts.len();
-        let ts = Int64Chunked::from_vec(TIMESTAMP.into(), ts)
-            .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
-            .into_column();
-        let df = DataFrame::new(
-            height,
-            vec![
-                ts,
-                Column::new(ENTITY.into(), entity),
-                Column::new(METRIC.into(), metric),
-                Column::new(VALUE.into(), values),
-                Column::new(IMPUTED.into(), imputed),
-            ],
-        )?;
+        let imputed = Column::new(IMPUTED.into(), imputed);
+        let df = key_columns(ts, &entity, &metric, Column::new(VALUE.into(), values), Some(imputed))?;
         conform(df, &resampled_schema(), "resampled")
     }
 }
@@ -293,11 +282,7 @@ mod tests {
     use super::*;
 
     fn series(entity: &str, metric: &str, points: &[(i64, f64)]) -> SeriesData {
-        let mut s = SeriesData::new(SeriesKey::new(entity, metric).unwrap());
-        for &(t, v) in points {
-            s.push(t, v);
-        }
-        s
+        SeriesData::from_points(SeriesKey::new(entity, metric).unwrap(), points)
     }
 
     #[test]
