@@ -20,4 +20,4 @@ pub mod source;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use source::Source;
+pub use source::{Source, SourceConfig};

@@ -3,21 +3,24 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use headroom_collect::Source;
-use headroom_collect::files::{FilesSource, write_file};
+use headroom_collect::SourceConfig;
+use headroom_collect::files::write_file;
+use headroom_collect::host::HostConfig;
+use headroom_collect::prometheus::{AuthConfig, Preset, PrometheusConfig, QueryConfig, SecretSource};
 use headroom_collect::inspect::summarize;
 use headroom_collect::store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CollectArgs, CollectSource, SinkArgs};
+use crate::cli::{CollectArgs, CollectSource};
 use crate::inspect::print_summaries;
 
 pub async fn run(args: CollectArgs, cancel: &CancellationToken) -> anyhow::Result<ExitCode> {
-    let (source, sink): (Box<dyn Source>, SinkArgs) = match args.source {
-        CollectSource::Files { paths, file, sink } => (Box::new(FilesSource::new(paths, file.options()?)?), sink),
-        CollectSource::Prometheus(args) => (prometheus_source(&args)?, args.sink.clone()),
-        CollectSource::Host { host, sink } => (host_source(&host)?, sink),
+    let (config, sink) = match args.source {
+        CollectSource::Files { paths, file, sink } => (SourceConfig::Files { paths, options: file.options()? }, sink),
+        CollectSource::Prometheus(args) => (SourceConfig::Prometheus(prometheus_config(&args)?), args.sink.clone()),
+        CollectSource::Host { host, sink } => (SourceConfig::Host(host_config(&host)?), sink),
     };
+    let source = config.build()?;
     let cfg = sink.grid.config()?;
     let frame = source.collect(cancel).await.with_context(|| format!("collecting from {}", source.describe()))?;
     if frame.is_empty() {
@@ -44,20 +47,17 @@ pub async fn run(args: CollectArgs, cancel: &CancellationToken) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn host_source(args: &crate::cli::HostArgs) -> anyhow::Result<Box<dyn Source>> {
-    use headroom_collect::host::{HostConfig, HostSource};
-    let cfg = HostConfig {
+fn host_config(args: &crate::cli::HostArgs) -> anyhow::Result<HostConfig> {
+    Ok(HostConfig {
         interval: headroom_core::parse_duration(&args.interval)?,
         duration: args.duration.as_deref().map(headroom_core::parse_duration).transpose()?,
         processes: args.processes.clone(),
         units: args.units.clone(),
         all_units: args.all_units,
-    };
-    Ok(Box::new(HostSource::new(cfg)?))
+    })
 }
 
-fn prometheus_source(args: &crate::cli::PrometheusArgs) -> anyhow::Result<Box<dyn Source>> {
-    use headroom_collect::prometheus::{AuthConfig, Preset, PrometheusConfig, PrometheusSource, QueryConfig, SecretSource};
+fn prometheus_config(args: &crate::cli::PrometheusArgs) -> anyhow::Result<PrometheusConfig> {
     use headroom_core::{parse_duration, parse_timestamp};
 
     let mut cfg = PrometheusConfig::new(args.url.clone(), 0, 0);
@@ -98,8 +98,7 @@ fn prometheus_source(args: &crate::cli::PrometheusArgs) -> anyhow::Result<Box<dy
     };
     let end = args.end.as_deref().map(|e| parse_timestamp(e, None)).transpose()?;
     let now = now_ms();
-    let cfg = cfg.with_range(parse_duration(&args.range)?, end, now);
-    Ok(Box::new(PrometheusSource::new(cfg)?))
+    Ok(cfg.with_range(parse_duration(&args.range)?, end, now))
 }
 
 /// Wall-clock now, UTC ms: read here, at the edge, and passed in.

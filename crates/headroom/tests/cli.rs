@@ -137,3 +137,56 @@ fn backtest_says_forecasting_is_not_built_yet() {
     assert!(out.contains("157 series, 1950120 points; 157 with a saturation threshold"), "{out}");
     assert!(out.contains("Forecasting is not built yet"), "{out}");
 }
+
+/// Kills and reaps a child process when dropped.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn collect_host_samples_a_busy_process_into_a_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    // A busy process with a name nothing else on the machine has (even another run of this test).
+    let name = format!("hrbusy{}", std::process::id());
+    let busy = dir.path().join(&name);
+    std::fs::copy("/usr/bin/yes", &busy).unwrap();
+    let child = Reap(Command::new(&busy).stdout(std::process::Stdio::null()).spawn().unwrap());
+    let before = (cpu_seconds(child.0.id()), std::time::Instant::now());
+
+    let out = headroom(
+        &["collect", "host", "--interval", "500ms", "--for", "4s", "--process", &name, "--out", "host.csv", "--output", "json"],
+        dir.path(),
+    );
+    // What the kernel says the process used meanwhile: the truth to compare with.
+    let truth = (cpu_seconds(child.0.id()) - before.0) / before.1.elapsed().as_secs_f64();
+    let summary: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let entities: Vec<&str> = summary.as_array().unwrap().iter().map(|r| r["entity"].as_str().unwrap()).collect();
+    assert!(entities.iter().any(|e| e.starts_with("host/")), "{entities:?}");
+
+    let text = std::fs::read_to_string(dir.path().join("host.csv")).unwrap();
+    let cpu: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains(&format!(",proc/{name},cpu,")))
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(cpu.len() >= 5, "expected ~7 samples of the busy process, got {cpu:?}\n{text}");
+    let mean = cpu.iter().sum::<f64>() / cpu.len() as f64;
+    // On an idle machine both are ~1 core; on a loaded one both drop together.
+    assert!(truth > 0.2, "the busy process barely ran ({truth} cores): machine overloaded?");
+    assert!((mean - truth).abs() < 0.25, "headroom saw {mean} cores, the kernel says {truth} ({cpu:?})");
+}
+
+/// User + system CPU seconds of a process, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let hz = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    ticks / String::from_utf8_lossy(&hz.stdout).trim().parse::<f64>().unwrap()
+}
