@@ -5,8 +5,9 @@
 //!
 //! * `host/<hostname>` — `cpu`: cores busy (global usage × logical CPUs);
 //!   `memory`: used bytes (total − available).
-//! * `proc/<name>` — every process of that name, summed: `cpu` (sysinfo's
-//!   per-process percent / 100) and `memory` (resident set size).
+//! * `proc/<name>` — every process of that name, summed: `cpu` (CPU time
+//!   used since the previous sample over the wall time in between) and
+//!   `memory` (resident set size).
 //! * `systemd/<unit>` (Linux only) — every process whose cgroup names that
 //!   unit (see [`unit_from_cgroup`]), summed the same way.
 //!
@@ -17,11 +18,21 @@
 //! a zero). On cancellation, or when `duration` is over, everything sampled so
 //! far is returned: sampled points are never thrown away.
 //!
+//! A process's CPU is the CPU time it used since the previous sample over the
+//! wall time in between; a process that started since then counts all of its
+//! CPU time. Threads are not processes here: each process is counted once.
+//! Process names are matched as the system reports them (see
+//! [`HostConfig::processes`]); units are found on Linux only, from
+//! `/proc/<pid>/cgroup`.
+//!
+//! A run without `duration` keeps every point in memory until it is
+//! cancelled, as the frame is returned whole.
+//!
 //! Decisions (naming, matching, aggregation, validation, cgroup parsing) are
-//! plain functions tested without a machine; [`Sampler`] is the only part that
+//! plain functions tested without a machine; `Sampler` is the only part that
 //! reads the system.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -196,7 +207,13 @@ fn show(d: Duration) -> String {
 fn check_list(field: &str, names: &[String]) -> Result<()> {
     let mut seen = BTreeSet::new();
     for (i, name) in names.iter().enumerate() {
-        check_name("entity", name).map_err(|e| Error::Config(format!("{field}[{i}]: {name:?}: {e}")))?;
+        if let Err(e) = check_name("entity", name) {
+            let why = match e {
+                headroom_core::Error::Name { why, .. } => why.to_owned(),
+                other => other.to_string(),
+            };
+            return Err(Error::Config(format!("{field}[{i}]: {name:?} cannot be part of an entity name: {why}")));
+        }
         if !seen.insert(name.as_str()) {
             return Err(Error::Config(format!("{field}[{i}]: {name:?} is listed twice")));
         }
@@ -314,6 +331,21 @@ fn cores_busy(global_percent: f32, logical_cpus: usize) -> f64 {
     f64::from(global_percent) / 100.0 * logical_cpus as f64
 }
 
+/// Cores a process used between two readings `elapsed_ms` apart: the CPU time
+/// it used in between over the wall time in between, at most `logical_cpus`.
+///
+/// A process absent from the previous reading started since, so all of its CPU
+/// time falls in the interval. (sysinfo's own per-process percentage reads 0
+/// for a process whose previous reading had no CPU time yet, e.g. one that had
+/// just started: that would put a false zero into the series.)
+fn process_cores(previous_cpu_ms: Option<u64>, cpu_ms: u64, elapsed_ms: f64, logical_cpus: usize) -> f64 {
+    if elapsed_ms <= 0.0 {
+        return 0.0;
+    }
+    let used = cpu_ms.saturating_sub(previous_cpu_ms.unwrap_or(0)) as f64;
+    (used / elapsed_ms).min(logical_cpus.max(1) as f64)
+}
+
 /// Used memory: total − available, never negative.
 fn used_memory(total: u64, available: u64) -> f64 {
     total.saturating_sub(available) as f64
@@ -394,11 +426,18 @@ struct Snapshot {
     procs: Vec<ProcessSample>,
 }
 
+/// A process across readings: its PID and start time (a reused PID is another process).
+type ProcessId = (u32, u64);
+
 /// Reads the system through sysinfo, refreshing only what the configuration needs.
 struct Sampler {
     sys: System,
     processes: bool,
     units: bool,
+    /// CPU time (ms) of every process at the previous reading.
+    cpu_ms: HashMap<ProcessId, u64>,
+    /// When the process table was last read.
+    read_at: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for Sampler {
@@ -410,43 +449,61 @@ impl fmt::Debug for Sampler {
 impl Sampler {
     fn new(cfg: &HostConfig) -> Result<Self> {
         let sys = System::new().map_err(|e| Error::Host(format!("cannot read system information: {e}")))?;
-        Ok(Self { sys, processes: cfg.follows_processes(), units: cfg.follows_units() })
+        Ok(Self {
+            sys,
+            processes: cfg.follows_processes(),
+            units: cfg.follows_units(),
+            cpu_ms: HashMap::new(),
+            read_at: None,
+        })
     }
 
-    /// Re-reads CPU times, memory and (when followed) the process table.
-    /// CPU first: the process refresh then reuses the same global CPU reading.
-    fn refresh(&mut self) {
+    /// The first reading: the reference the first sample's CPU usage is measured from.
+    fn prime(&mut self) {
+        self.refresh();
+    }
+
+    /// Re-reads CPU times, memory and (when followed) the process table, and
+    /// returns the followed processes with their CPU usage since the previous reading.
+    fn refresh(&mut self) -> Vec<ProcessSample> {
         self.sys.refresh_cpu_specifics(CpuRefreshKind::nothing().with_usage());
         self.sys.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        if self.processes {
-            // Without tasks: threads would otherwise be listed as processes of the same name.
-            let kind = ProcessRefreshKind::nothing().without_tasks().with_cpu().with_memory();
-            self.sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+        if !self.processes {
+            return Vec::new();
         }
+        // Without tasks: threads would otherwise be listed as processes of the same name.
+        let kind = ProcessRefreshKind::nothing().without_tasks().with_cpu().with_memory();
+        self.sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+        let now = std::time::Instant::now();
+        let elapsed_ms = self.read_at.map(|at| (now - at).as_secs_f64() * 1000.0);
+        self.read_at = Some(now);
+
+        let cpus = self.sys.cpus().len();
+        let mut cpu_ms = HashMap::with_capacity(self.sys.processes().len());
+        let mut out = Vec::new();
+        for p in self.sys.processes().values().filter(|p| p.thread_kind() != Some(ThreadKind::Userland)) {
+            let id = (p.pid().as_u32(), p.start_time());
+            let used = p.accumulated_cpu_time();
+            cpu_ms.insert(id, used);
+            let Some(elapsed_ms) = elapsed_ms else { continue };
+            out.push(ProcessSample {
+                name: p.name().to_string_lossy().into_owned(),
+                unit: if self.units { read_unit(id.0) } else { None },
+                cpu: process_cores(self.cpu_ms.get(&id).copied(), used, elapsed_ms, cpus),
+                memory: p.memory() as f64,
+            });
+        }
+        self.cpu_ms = cpu_ms;
+        out
     }
 
     /// Refreshes and reads one sample.
     fn sample(&mut self) -> Snapshot {
-        self.refresh();
+        let procs = self.refresh();
         let ts = now_ms();
         let host = Usage {
             cpu: cores_busy(self.sys.global_cpu_usage(), self.sys.cpus().len()),
             memory: used_memory(self.sys.total_memory(), self.sys.available_memory()),
-        };
-        let procs = if self.processes {
-            self.sys
-                .processes()
-                .values()
-                .filter(|p| p.thread_kind() != Some(ThreadKind::Userland))
-                .map(|p| ProcessSample {
-                    name: p.name().to_string_lossy().into_owned(),
-                    unit: if self.units { read_unit(p.pid().as_u32()) } else { None },
-                    cpu: f64::from(p.cpu_usage()) / 100.0,
-                    memory: p.memory() as f64,
-                })
-                .collect()
-        } else {
-            Vec::new()
         };
         Snapshot { ts, host, procs }
     }
@@ -532,7 +589,7 @@ impl HostSource {
 
         // Prime: CPU usage is a difference, so the first reading only sets the reference.
         let start = Instant::now();
-        let (mut sampler, ()) = blocking(Sampler::new(cfg)?, Sampler::refresh).await?;
+        let (mut sampler, ()) = blocking(Sampler::new(cfg)?, Sampler::prime).await?;
         let mut ticker = tokio::time::interval_at(start + cfg.interval, cfg.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
@@ -806,6 +863,19 @@ mod tests {
         assert!((cores_busy(100.0, 2) - 2.0).abs() < 1e-12);
         assert_eq!(used_memory(8 << 30, 6 << 30), (2u64 << 30) as f64);
         assert_eq!(used_memory(1, 2), 0.0);
+    }
+
+    #[test]
+    fn process_cpu_is_cpu_time_over_wall_time() {
+        assert!((process_cores(Some(1_000), 1_450, 500.0, 2) - 0.9).abs() < 1e-12);
+        // New since the previous reading: all its CPU time is in the interval.
+        assert!((process_cores(None, 250, 500.0, 2) - 0.5).abs() < 1e-12);
+        // Idle, a counter that went backwards, or no time elapsed: zero, never negative.
+        assert_eq!(process_cores(Some(40), 40, 500.0, 2), 0.0);
+        assert_eq!(process_cores(Some(50), 40, 500.0, 2), 0.0);
+        assert_eq!(process_cores(Some(0), 40, 0.0, 2), 0.0);
+        // Never more than every CPU busy.
+        assert_eq!(process_cores(None, 100_000, 500.0, 2), 2.0);
     }
 
     #[test]

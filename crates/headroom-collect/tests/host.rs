@@ -35,14 +35,24 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Starts a busy process under a name nothing else on the machine has:
-/// a copy of `yes` called `hrbusy<pid>` (under the kernel's 15-byte limit), writing to /dev/null.
-fn busy_process(dir: &Path) -> (String, KillOnDrop) {
+/// Starts two busy processes under one name nothing else on the machine has:
+/// copies of `yes` called `hrbusy<pid>` (under the kernel's 15-byte limit),
+/// writing to /dev/null. Two, so that their sum stays well above half a core
+/// even when a build keeps both cores busy, and so that summing by name is
+/// exercised on real processes.
+fn busy_processes(dir: &Path) -> (String, Vec<KillOnDrop>) {
     let name = format!("hrbusy{}", std::process::id());
     let exe = dir.join(&name);
     std::fs::copy("/usr/bin/yes", &exe).expect("copy /usr/bin/yes");
-    let child = Command::new(&exe).stdout(Stdio::null()).spawn().expect("start the busy process");
-    (name, KillOnDrop(child))
+    let children = (0..2)
+        .map(|_| KillOnDrop(Command::new(&exe).stdout(Stdio::null()).spawn().expect("start a busy process")))
+        .collect();
+    (name, children)
+}
+
+fn logical_cpus() -> usize {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count()
 }
 
 fn now_ms() -> i64 {
@@ -65,10 +75,10 @@ fn bounded(processes: Vec<String>, units: Vec<String>, all_units: bool) -> HostC
 }
 
 #[tokio::test]
-async fn a_busy_process_and_the_host_are_sampled_every_interval() {
+async fn host_source_samples_busy_processes_and_the_host_every_interval() {
     let _lock = busy_lock();
     let dir = tempfile::tempdir().unwrap();
-    let (name, _child) = busy_process(dir.path());
+    let (name, _children) = busy_processes(dir.path());
     let source = HostSource::new(bounded(vec![name.clone(), "hr-never-runs".into()], vec![], false)).unwrap();
 
     let started = now_ms();
@@ -78,8 +88,10 @@ async fn a_busy_process_and_the_host_are_sampled_every_interval() {
     let cpu = find(&series, &format!("proc/{name}"), "cpu");
     let memory = find(&series, &format!("proc/{name}"), "memory");
     assert_eq!(cpu.len(), 6, "3 s at 500 ms: {:?}", cpu.ts);
-    assert!(mean(cpu) > 0.5, "busy process cpu {:?}", cpu.values);
-    assert!(memory.values.iter().all(|&m| m > 0.0), "busy process memory {:?}", memory.values);
+    assert!(mean(cpu) > 0.5, "busy processes cpu {:?}", cpu.values);
+    let cpus = logical_cpus() as f64;
+    assert!(cpu.values.iter().all(|&c| c <= cpus), "busy processes cpu {:?} on {cpus} CPUs", cpu.values);
+    assert!(memory.values.iter().all(|&m| m > 0.0), "busy processes memory {:?}", memory.values);
 
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let host = format!("host/{}", hostname.trim());
@@ -87,12 +99,7 @@ async fn a_busy_process_and_the_host_are_sampled_every_interval() {
     let host_cpu = find(&series, &host, "cpu");
     let host_memory = find(&series, &host, "memory");
     assert!(mean(host_cpu) > 0.0, "host cpu {:?}", host_cpu.values);
-    let cpus = std::fs::read_to_string("/proc/stat")
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-        .count();
-    assert!(host_cpu.values.iter().all(|&c| c <= cpus as f64 + 0.05), "host cpu {:?} on {cpus} CPUs", host_cpu.values);
+    assert!(host_cpu.values.iter().all(|&c| c <= cpus + 0.05), "host cpu {:?} on {cpus} CPUs", host_cpu.values);
     assert!(host_memory.values.iter().all(|&m| m > MIB), "host memory {:?}", host_memory.values);
 
     // The first sample comes one interval after the start (CPU needs two readings), then one per interval.
@@ -109,7 +116,7 @@ async fn a_busy_process_and_the_host_are_sampled_every_interval() {
 }
 
 #[tokio::test]
-async fn cancellation_returns_promptly_with_the_samples_taken() {
+async fn host_source_cancelled_returns_promptly_with_the_samples_taken() {
     let cfg = HostConfig {
         interval: Duration::from_millis(250),
         duration: Some(Duration::from_secs(60)),
@@ -134,7 +141,7 @@ async fn cancellation_returns_promptly_with_the_samples_taken() {
 }
 
 #[tokio::test]
-async fn cancelled_before_the_first_sample_returns_an_empty_frame() {
+async fn host_source_cancelled_before_the_first_sample_returns_an_empty_frame() {
     let source = HostSource::new(HostConfig::default()).unwrap();
     let cancel = CancellationToken::new();
     cancel.cancel();
@@ -197,11 +204,11 @@ impl Drop for Sandbox {
 }
 
 #[tokio::test]
-async fn a_busy_unit_of_a_real_systemd_is_followed_through_its_cgroup() {
+async fn host_source_follows_a_busy_unit_of_a_real_systemd_through_its_cgroup() {
     let _lock = busy_lock();
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("demo.service");
-    std::fs::write(&unit, "[Unit]\nDescription=busy loop\n[Service]\nExecStart=/bin/sh -c \"while :; do :; done\"\n")
+    std::fs::write(&unit, "[Unit]\nDescription=two busy loops\n[Service]\nExecStart=/bin/sh -c \"(while :; do :; done) & while :; do :; done\"\n")
         .unwrap();
     let sandbox = Sandbox::start(dir.path().join("state"), &[&unit]);
     sandbox.wait_active("demo.service");
