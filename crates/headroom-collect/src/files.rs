@@ -214,8 +214,10 @@ fn plan(path: &Path, header: &[String], opts: &FileOptions) -> Result<Plan> {
                     header.join(", ")
                 )));
             };
-            if let Some(extra) =
-                header.iter().enumerate().find(|(i, _)| ![ts, Some(entity), Some(metric), Some(value)].contains(&Some(*i)))
+            if let Some(extra) = header
+                .iter()
+                .enumerate()
+                .find(|(i, _)| ![ts, Some(entity), Some(metric), Some(value)].contains(&Some(*i)))
             {
                 return Err(file_err(format!(
                     "long layout: unexpected column {:?}; only {ts_name}, entity, metric, value are read",
@@ -465,17 +467,23 @@ fn timestamps(path: &Path, col: &Column, unit: Option<TimeUnit>) -> Result<Vec<i
             Some(TimeUnit::S) => to_ms(col, DataType::Float64),
             _ => Err(Error::File {
                 path: path.into(),
-                why: format!("timestamp column {name:?} holds floats ({dt}); only --time-unit s reads fractional epochs"),
+                why: format!(
+                    "timestamp column {name:?} holds floats ({dt}); only --time-unit s reads fractional epochs"
+                ),
             }),
         },
-        dt => Err(Error::File { path: path.into(), why: format!("timestamp column {name:?} has type {dt}, not a time") }),
+        dt => {
+            Err(Error::File { path: path.into(), why: format!("timestamp column {name:?} has type {dt}, not a time") })
+        }
     }
 }
 
 fn strings<'a>(path: &Path, col: &'a Column) -> Result<Vec<Option<&'a str>>> {
     match col.dtype() {
         DataType::String => Ok(col.str()?.iter().collect()),
-        dt => Err(Error::File { path: path.into(), why: format!("column {:?} has type {dt}, expected text", col.name()) }),
+        dt => {
+            Err(Error::File { path: path.into(), why: format!("column {:?} has type {dt}, expected text", col.name()) })
+        }
     }
 }
 
@@ -620,22 +628,31 @@ mod tests {
         let s = read("ec2_cpu.csv", text, &FileOptions::default()).unwrap();
         assert_eq!(s[0].key.to_string(), "ec2_cpu:value");
         assert_eq!(s[0].len(), 3);
-        assert!(s[0].values[1].is_nan() && s[0].values[2].is_nan(), "empty and NaN cells are kept for validation to count");
-        let opts = FileOptions { entity: Some("nab/{stem}".into()), metric: Some("cpu_pct".into()), ..Default::default() };
+        assert!(
+            s[0].values[1].is_nan() && s[0].values[2].is_nan(),
+            "empty and NaN cells are kept for validation to count"
+        );
+        let opts =
+            FileOptions { entity: Some("nab/{stem}".into()), metric: Some("cpu_pct".into()), ..Default::default() };
         let s = read("ec2_cpu.csv", text, &opts).unwrap();
         assert_eq!(s[0].key.to_string(), "nab/ec2_cpu:cpu_pct");
     }
 
     #[test]
     fn wide_csv_with_several_metrics() {
-        let s = read("srv.csv", "timestamp,cpu,memory\n2024-01-01T00:00:00Z,1,2\n2024-01-01T00:05:00Z,3,4\n", &FileOptions::default())
-            .unwrap();
+        let s = read(
+            "srv.csv",
+            "timestamp,cpu,memory\n2024-01-01T00:00:00Z,1,2\n2024-01-01T00:05:00Z,3,4\n",
+            &FileOptions::default(),
+        )
+        .unwrap();
         assert_eq!(s.iter().map(|s| s.key.to_string()).collect::<Vec<_>>(), vec!["srv:cpu", "srv:memory"]);
         assert_eq!(s[1].values, vec![2.0, 4.0]);
-        let e = err("srv.csv", "timestamp,cpu,memory\n2024-01-01T00:00:00Z,1,2\n", &FileOptions {
-            metric: Some("x".into()),
-            ..Default::default()
-        });
+        let e = err(
+            "srv.csv",
+            "timestamp,cpu,memory\n2024-01-01T00:00:00Z,1,2\n",
+            &FileOptions { metric: Some("x".into()), ..Default::default() },
+        );
         assert!(e.contains("renames the only value column, but there are 2 (cpu, memory)"), "{e}");
     }
 
@@ -665,8 +682,12 @@ mod tests {
         assert!(e.contains("--time-unit"), "{e}");
         let s = read("h.csv", text, &FileOptions { time_unit: Some(TimeUnit::S), ..Default::default() }).unwrap();
         assert_eq!(s[0].ts, vec![T0, T0 + 300_000]);
-        let s = read("h.csv", "timestamp,cpu\n1704067200000,1\n", &FileOptions { time_unit: Some(TimeUnit::Ms), ..Default::default() })
-            .unwrap();
+        let s = read(
+            "h.csv",
+            "timestamp,cpu\n1704067200000,1\n",
+            &FileOptions { time_unit: Some(TimeUnit::Ms), ..Default::default() },
+        )
+        .unwrap();
         assert_eq!(s[0].ts, vec![T0]);
     }
 
@@ -679,7 +700,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_file_row_column_and_value() {
-        let e = err("m.csv", "timestamp,cpu\n2024-01-01T00:00:00Z,1\n2024-01-01T00:05:00Z,abc\n", &FileOptions::default());
+        let e =
+            err("m.csv", "timestamp,cpu\n2024-01-01T00:00:00Z,1\n2024-01-01T00:05:00Z,abc\n", &FileOptions::default());
         assert!(e.ends_with("m.csv, row 2, column \"cpu\": not a number (value \"abc\")"), "{e}");
         let e = err("m.csv", "timestamp,cpu\nyesterday,1\n", &FileOptions::default());
         assert!(e.contains("m.csv, row 1, column \"timestamp\""), "{e}");
@@ -690,7 +712,11 @@ mod tests {
         assert!(e.contains("m.csv: row 1") || e.contains("m.csv: row 2"), "ragged row: {e}");
         let e = err("m.csv", "timestamp,cpu\n", &FileOptions::default());
         assert!(e.contains("no data rows"), "{e}");
-        let e = err("m.csv", "timestamp,entity,metric,value,pod\n2024-01-01T00:00:00Z,a,cpu,1,x\n", &FileOptions::default());
+        let e = err(
+            "m.csv",
+            "timestamp,entity,metric,value,pod\n2024-01-01T00:00:00Z,a,cpu,1,x\n",
+            &FileOptions::default(),
+        );
         assert!(e.contains("unexpected column \"pod\""), "{e}");
     }
 
@@ -784,7 +810,10 @@ mod tests {
         write(dir.path(), "a.csv", "timestamp,v\n2024-01-01T00:00:00Z,2\n");
         write(dir.path(), "LICENSE.txt", "MIT");
         let (files, skipped) = expand_paths(&[dir.path().to_path_buf()]).unwrap();
-        assert_eq!(files.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["a.csv", "b.csv"]);
+        assert_eq!(
+            files.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(),
+            ["a.csv", "b.csv"]
+        );
         assert_eq!(skipped.len(), 1);
         let frame = read_files(&[dir.path().to_path_buf()], &FileOptions::default()).unwrap();
         let keys: Vec<String> = frame.series().unwrap().iter().map(|s| s.key.to_string()).collect();

@@ -25,7 +25,9 @@ pub fn read_limits(path: &Path) -> Result<Limits> {
         });
     };
     let (capacity, replicas) = (find("capacity"), find("replicas"));
-    if let Some(extra) = header.iter().find(|h| !["entity", "metric", "threshold", "capacity", "replicas"].contains(&h.as_str())) {
+    if let Some(extra) =
+        header.iter().find(|h| !["entity", "metric", "threshold", "capacity", "replicas"].contains(&h.as_str()))
+    {
         return Err(Error::File {
             path: path.into(),
             why: format!("unexpected column {extra:?}; columns are entity, metric, threshold[, capacity, replicas]"),
@@ -58,7 +60,8 @@ pub fn read_limits(path: &Path) -> Result<Limits> {
             limit.capacity = Some(positive("capacity", &record[c])?);
         }
         if let Some(c) = replicas.filter(|&c| !record[c].trim().is_empty()) {
-            limit.replicas = Some(record[c].trim().parse().map_err(|_| bad("replicas", &record[c], "not a whole number"))?);
+            limit.replicas =
+                Some(record[c].trim().parse().map_err(|_| bad("replicas", &record[c], "not a whole number"))?);
         }
         if let Some(prev) = first_row.insert(key.clone(), row) {
             return Err(bad("entity/metric", &key.to_string(), &format!("listed twice (first at row {prev})")));
@@ -81,7 +84,8 @@ mod tests {
 
     #[test]
     fn reads_thresholds_and_optional_capacity() {
-        let l = read("entity,metric,threshold,capacity,replicas\nnab/x,cpu_pct,80,,\nk8s/a/deployment/b,cpu,1.6,2,3\n").unwrap();
+        let l = read("entity,metric,threshold,capacity,replicas\nnab/x,cpu_pct,80,,\nk8s/a/deployment/b,cpu,1.6,2,3\n")
+            .unwrap();
         assert_eq!(l.len(), 2);
         let k = SeriesKey::new("k8s/a/deployment/b", "cpu").unwrap();
         assert_eq!(l.get(&k), Some(&Limit { threshold: 1.6, capacity: Some(2.0), replicas: Some(3) }));

@@ -192,7 +192,8 @@ impl PrometheusConfig {
         parse_base_url(&self.url)?;
         if self.queries.is_empty() && self.presets.is_empty() {
             return Err(Error::Config(
-                "prometheus: nothing to pull; add at least one entry to `queries` or `presets` (kubernetes, node)".into(),
+                "prometheus: nothing to pull; add at least one entry to `queries` or `presets` (kubernetes, node)"
+                    .into(),
             ));
         }
         for (i, q) in self.queries.iter().enumerate() {
@@ -709,8 +710,7 @@ fn parse_value(text: &str) -> Option<f64> {
 /// The first characters of an answer, for error messages.
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let mut out: String =
-        text.chars().take(SNIPPET_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut out: String = text.chars().take(SNIPPET_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.chars().nth(SNIPPET_CHARS).is_some() {
         out.push('…');
     }
@@ -721,8 +721,8 @@ fn snippet(body: &[u8]) -> String {
 /// start of the body.
 fn parse_answer(body: &[u8]) -> std::result::Result<Answer, String> {
     let bad = |why: String| format!("{why}; the answer starts with {:?}", snippet(body));
-    let answer: ApiAnswer<'_> = serde_json::from_slice(body)
-        .map_err(|e| bad(format!("not a Prometheus query_range answer ({e})")))?;
+    let answer: ApiAnswer<'_> =
+        serde_json::from_slice(body).map_err(|e| bad(format!("not a Prometheus query_range answer ({e})")))?;
     match answer.status.as_str() {
         "success" => {}
         "error" => {
@@ -928,9 +928,8 @@ impl PrometheusSource {
                     .into(),
             ));
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .user_agent(concat!("headroom/", env!("CARGO_PKG_VERSION")));
+        let mut builder =
+            reqwest::Client::builder().timeout(cfg.timeout).user_agent(concat!("headroom/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cfg.ca_file {
             let pem = std::fs::read(path).map_err(Error::io(path))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
@@ -1284,10 +1283,8 @@ mod tests {
             ]
         );
         assert_eq!(chunks[2].points(MIN), 160, "the last chunk is partial");
-        let chunked: Vec<i64> = chunks
-            .iter()
-            .flat_map(|c| (0..c.points(MIN) as i64).map(move |i| c.start_ms + i * MIN))
-            .collect();
+        let chunked: Vec<i64> =
+            chunks.iter().flat_map(|c| (0..c.points(MIN) as i64).map(move |i| c.start_ms + i * MIN)).collect();
         let unchunked: Vec<i64> = (0..20_160).map(|i| T0 + i * MIN).collect();
         assert_eq!(chunked, unchunked);
         // A start off the minute grid stays off it in every chunk, and an end
@@ -1428,7 +1425,8 @@ mod tests {
 
     #[test]
     fn error_answers_are_parsed() {
-        let body = br#"{"status":"error","errorType":"bad_data","error":"1:14: parse error: unclosed left parenthesis"}"#;
+        let body =
+            br#"{"status":"error","errorType":"bad_data","error":"1:14: parse error: unclosed left parenthesis"}"#;
         assert_eq!(
             parse_answer(body).unwrap(),
             Answer::Error {
@@ -1448,8 +1446,10 @@ mod tests {
         assert!(err.contains('…') && err.len() < 600, "{err}");
         let err = parse_answer(br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#).unwrap_err();
         assert!(err.contains("resultType is \"vector\""), "{err}");
-        let err = parse_answer(br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"abc"]]}]}}"#)
-            .unwrap_err();
+        let err = parse_answer(
+            br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"abc"]]}]}}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("value \"abc\""), "{err}");
         let err = parse_answer(br#"{"status":"maybe"}"#).unwrap_err();
         assert!(err.contains("unknown status \"maybe\""), "{err}");
@@ -1482,11 +1482,22 @@ mod tests {
     #[test]
     fn give_up_messages_count_attempts() {
         let t = Transient::Connect("tcp connect error: Connection refused".into());
-        assert_eq!(t.give_up(5, Duration::from_secs(30)), "could not connect after 5 attempts: tcp connect error: Connection refused");
+        assert_eq!(
+            t.give_up(5, Duration::from_secs(30)),
+            "could not connect after 5 attempts: tcp connect error: Connection refused"
+        );
         let t = Transient::Timeout;
         assert!(t.give_up(3, Duration::from_secs(30)).contains("timeout of 30s after 3 attempts"));
-        let t = Transient::Status { status: StatusCode::SERVICE_UNAVAILABLE, detail: "timeout: query timed out".into(), retry_after: None };
-        assert!(t.give_up(2, Duration::from_secs(1)).contains("after 2 attempts; the last answer was HTTP 503 Service Unavailable: timeout: query timed out"));
+        let t = Transient::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            detail: "timeout: query timed out".into(),
+            retry_after: None,
+        };
+        assert!(
+            t.give_up(2, Duration::from_secs(1)).contains(
+                "after 2 attempts; the last answer was HTTP 503 Service Unavailable: timeout: query timed out"
+            )
+        );
     }
 
     // --- secrets ---
@@ -1511,7 +1522,8 @@ mod tests {
 
         // CARGO_PKG_NAME is set by cargo for test binaries.
         let mut cfg = config();
-        cfg.auth = Some(AuthConfig::Basic { username: "me".into(), password: SecretSource::Env("CARGO_PKG_NAME".into()) });
+        cfg.auth =
+            Some(AuthConfig::Basic { username: "me".into(), password: SecretSource::Env("CARGO_PKG_NAME".into()) });
         let src = source(cfg);
         let debug = format!("{src:?}");
         assert!(matches!(&src.auth, Auth::Basic { password, .. } if password.expose() == "headroom-collect"));
@@ -1549,8 +1561,12 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_field_and_value() {
-        let cases: Vec<(fn(&mut PrometheusConfig), &str)> = vec![
-            (|c| c.max_points_per_request = 11_001, "prometheus.max_points_per_request = 11001: must be between 1 and 11000"),
+        type Change = fn(&mut PrometheusConfig);
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                |c| c.max_points_per_request = 11_001,
+                "prometheus.max_points_per_request = 11001: must be between 1 and 11000",
+            ),
             (|c| c.max_points_per_request = 0, "prometheus.max_points_per_request = 0"),
             (|c| c.concurrency = 0, "prometheus.concurrency = 0: must be between 1 and 64"),
             (|c| c.end = c.start - 1, "prometheus.end = 1704067199999: is before start = 1704067200000"),
@@ -1568,7 +1584,10 @@ mod tests {
             (|c| c.url = "prometheus:9090".into(), "prometheus.url = \"prometheus:9090\""),
             (|c| c.url = "ftp://prometheus".into(), "scheme must be http or https"),
             (|c| c.url = "not a url".into(), "prometheus.url = \"not a url\": not a URL"),
-            (|c| c.queries[0].entity = "host/{inst".into(), "prometheus.queries[0].entity = \"host/{inst\": '{' at byte 5"),
+            (
+                |c| c.queries[0].entity = "host/{inst".into(),
+                "prometheus.queries[0].entity = \"host/{inst\": '{' at byte 5",
+            ),
             (|c| c.queries[0].metric = "".into(), "prometheus.queries[0].metric = \"\""),
             (|c| c.queries[0].promql = " ".into(), "prometheus.queries[0].promql"),
             (|c| c.queries.clear(), "nothing to pull"),
@@ -1606,7 +1625,13 @@ mod tests {
         let names: Vec<String> = cfg.all_queries().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
-            ["presets[kubernetes].cpu", "presets[kubernetes].memory", "presets[node].cpu", "presets[node].memory", "queries[0]"]
+            [
+                "presets[kubernetes].cpu",
+                "presets[kubernetes].memory",
+                "presets[node].cpu",
+                "presets[node].memory",
+                "queries[0]"
+            ]
         );
         cfg.validate().unwrap();
         // Round trip, durations as text.
@@ -1643,7 +1668,9 @@ mod tests {
         let all = cfg.all_queries();
         assert_eq!(all[0].1.promql, r#"sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[1h]))"#);
         assert_eq!(all[1].1.entity, "host/{instance}");
-        assert!(all[2].1.promql.contains(r#"rate(container_cpu_usage_seconds_total{container!="", container!="POD"}[1h])"#));
+        assert!(
+            all[2].1.promql.contains(r#"rate(container_cpu_usage_seconds_total{container!="", container!="POD"}[1h])"#)
+        );
         assert_eq!(all[3].1.entity, "k8s/{namespace}/{workload_kind}/{workload}");
         cfg.step = Duration::from_secs(60);
         assert!(cfg.all_queries()[0].1.promql.contains("[5m]"));

@@ -172,8 +172,7 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
             }
         }
     }
-    let mut values: Vec<f64> =
-        sum.iter().zip(&weight).map(|(s, w)| if *w > 0.0 { s / w } else { f64::NAN }).collect();
+    let mut values: Vec<f64> = sum.iter().zip(&weight).map(|(s, w)| if *w > 0.0 { s / w } else { f64::NAN }).collect();
     let mut imputed = vec![false; n];
 
     // 6: gaps.
@@ -249,7 +248,8 @@ mod tests {
 
     #[test]
     fn non_finite_values_are_dropped_and_counted() {
-        let s = series("m1", &[(0, 1.0), (M, f64::NAN), (2 * M, f64::INFINITY), (5 * M, f64::NEG_INFINITY), (6 * M, 2.0)]);
+        let s =
+            series("m1", &[(0, 1.0), (M, f64::NAN), (2 * M, f64::INFINITY), (5 * M, f64::NEG_INFINITY), (6 * M, 2.0)]);
         let r = resample(&s, None, &cfg()).unwrap();
         assert_eq!(r.values, vec![1.0, 2.0]);
         assert_eq!(r.report.non_finite_dropped, 3);

@@ -69,9 +69,10 @@ mod tests {
         assert_eq!(options.time_unit, Some(headroom_core::TimeUnit::S));
         assert!(cfg.build().unwrap().describe().contains("data"));
 
-        let err = serde_json::from_str::<SourceConfig>(r#"{"type": "files", "paths": [], "options": {"time_uint": "s"}}"#)
-            .unwrap_err()
-            .to_string();
+        let err =
+            serde_json::from_str::<SourceConfig>(r#"{"type": "files", "paths": [], "options": {"time_uint": "s"}}"#)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("time_uint"), "{err}");
         let err = serde_json::from_str::<SourceConfig>(r#"{"type": "kafka"}"#).unwrap_err().to_string();
         assert!(err.contains("kafka"), "{err}");

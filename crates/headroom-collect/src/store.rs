@@ -225,9 +225,7 @@ fn write_atomically(path: &Path, series: &SeriesData) -> Result<()> {
     let mut df = SampleFrame::from_series([series])?.into_frame();
     let result = (|| {
         let mut file = File::create(&tmp).map_err(Error::io(&tmp))?;
-        ParquetWriter::new(&mut file)
-            .finish(&mut df)
-            .map_err(|source| Error::Parquet { path: tmp.clone(), source })?;
+        ParquetWriter::new(&mut file).finish(&mut df).map_err(|source| Error::Parquet { path: tmp.clone(), source })?;
         file.flush().map_err(Error::io(&tmp))?;
         file.sync_all().map_err(Error::io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(Error::io(path))

@@ -28,6 +28,12 @@ fn by_key(frame: &SampleFrame) -> BTreeMap<SeriesKey, SeriesData> {
     frame.series().unwrap().into_iter().map(|s| (s.key.clone(), s)).collect()
 }
 
+fn get<'a>(series: &'a BTreeMap<SeriesKey, SeriesData>, entity: &str, metric: &str) -> &'a SeriesData {
+    series.get(&SeriesKey::new(entity, metric).unwrap()).unwrap_or_else(|| {
+        panic!("no series {entity}:{metric}; got {:?}", series.keys().map(ToString::to_string).collect::<Vec<_>>())
+    })
+}
+
 /// Recorded series → real TSDB → `query_range` at 60 s (chunked) → the same
 /// values on the 5-minute grid as the recorded points themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,9 +46,12 @@ async fn backfilled_history_round_trips_through_a_real_prometheus() {
     let sample = load_sample();
     let picked: Vec<SeriesData> = ["asd/omi-1", "asd/omi-2"]
         .iter()
-        .flat_map(|e| ["m1", "m2", "m3"].map(|m| (*e, m)))
+        .flat_map(|e| ["m1", "m2", "m4"].map(|m| (*e, m)))
         .map(|(e, m)| {
-            let s = sample.iter().find(|s| s.key.entity == e && s.key.metric == m).unwrap();
+            let s = sample
+                .iter()
+                .find(|s| s.key.entity == e && s.key.metric == m)
+                .unwrap_or_else(|| panic!("{e}:{m} is not in {}", support::sample_path().display()));
             window(s, T0, end)
         })
         .collect();
@@ -67,7 +76,7 @@ async fn backfilled_history_round_trips_through_a_real_prometheus() {
     // last sample from leaking into a bin after the recorded range.
     let mut cfg = PrometheusConfig::new(prom.url.clone(), T0, end - MIN);
     cfg.step = Duration::from_secs(60);
-    for m in ["m1", "m2", "m3"] {
+    for m in ["m1", "m2", "m4"] {
         cfg.queries.push(QueryConfig::new(m, format!(r#"asd_value{{metric="{m}"}}"#), "{entity}"));
     }
     let source = PrometheusSource::new(cfg).unwrap();
@@ -80,7 +89,11 @@ async fn backfilled_history_round_trips_through_a_real_prometheus() {
     assert_eq!(pulled.len(), picked.len());
     for s in pulled.values() {
         assert_eq!(s.len(), 20_160, "{}", s.key);
-        assert!(s.ts.iter().enumerate().all(|(i, &t)| t == T0 + i as i64 * MIN), "{}: chunk boundaries moved points", s.key);
+        assert!(
+            s.ts.iter().enumerate().all(|(i, &t)| t == T0 + i as i64 * MIN),
+            "{}: chunk boundaries moved points",
+            s.key
+        );
     }
 
     // Both onto the same 5-minute grid with the resampler.
@@ -238,8 +251,8 @@ async fn kubernetes_preset_groups_containers_by_workload() {
     ];
     assert_eq!(series.len(), 2 * expected.len(), "{:?}", series.keys().collect::<Vec<_>>());
     for (entity, cores, mib) in expected {
-        let cpu = &series[&SeriesKey::new(entity, "cpu").unwrap()];
-        let memory = &series[&SeriesKey::new(entity, "memory").unwrap()];
+        let cpu = get(&series, entity, "cpu");
+        let memory = get(&series, entity, "memory");
         assert_eq!(cpu.len(), 9, "{entity}: 10 … 50 min every 5 min");
         for v in &cpu.values {
             assert!((v - cores).abs() < 1e-9, "{entity} cpu {v}, expected {cores}");
@@ -290,9 +303,16 @@ async fn node_preset_pulls_live_node_exporter_metrics() {
         if answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "rate() never answered: {answer}\n{}", prom.process.log_tail());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "rate() never answered: {answer}\n{}",
+            prom.process.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The pull's end is rounded down to the 5 s step: let one more step pass so
+    // it holds at least one evaluation time at which rate() answers.
+    tokio::time::sleep(Duration::from_secs(6)).await;
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let mut cfg = PrometheusConfig::new(prom.url.clone(), 0, 0);
@@ -302,8 +322,8 @@ async fn node_preset_pulls_live_node_exporter_metrics() {
     let frame = collect(&PrometheusSource::new(cfg).unwrap()).await.unwrap();
     let series = by_key(&frame);
     let entity = format!("host/{target}");
-    let cpu = &series[&SeriesKey::new(entity.as_str(), "cpu").unwrap()];
-    let memory = &series[&SeriesKey::new(entity.as_str(), "memory").unwrap()];
+    let cpu = get(&series, &entity, "cpu");
+    let memory = get(&series, &entity, "memory");
     assert!(!cpu.is_empty() && !memory.is_empty());
     assert!(cpu.values.iter().all(|v| v.is_finite() && *v >= 0.0), "{:?}", cpu.values);
     assert!(cpu.values.iter().any(|v| *v > 0.0), "cores busy: {:?}", cpu.values);
@@ -411,7 +431,7 @@ async fn overload_and_rate_limits_are_retried_honouring_retry_after() {
     let frame = collect(&source).await.unwrap();
     let took = started.elapsed();
     let series = by_key(&frame);
-    let cpu = &series[&SeriesKey::new("host/a", "cpu").unwrap()];
+    let cpu = get(&series, "host/a", "cpu");
     assert_eq!(cpu.ts, vec![T0, T0 + MIN, T0 + 2 * MIN]);
     assert_eq!(cpu.values, vec![0.5, 0.75, 1.0]);
 
@@ -423,6 +443,54 @@ async fn overload_and_rate_limits_are_retried_honouring_retry_after() {
         assert_eq!(line, "GET /api/v1/query_range?query=up&start=1704067200&end=1704067320&step=60 HTTP/1.1");
         assert!(head.to_ascii_lowercase().contains("authorization: bearer tok-3141"), "{head}");
     }
+}
+
+/// Captured log output.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Debug logs say what each request and retry did, and never hold the credentials.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_describe_requests_without_secrets() {
+    install_tls();
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (url, _seen) = scripted_server(vec![
+        Some(canned("503 Service Unavailable", "", "overloaded")),
+        Some(canned("200 OK", "", &matrix_body())),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pw-2718\n").unwrap();
+    let mut cfg = scripted_config(&url);
+    cfg.auth = Some(AuthConfig::Basic { username: "me".into(), password: SecretSource::File(password) });
+    collect(&PrometheusSource::new(cfg).unwrap()).await.unwrap();
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("prometheus query_range"), "{logs}");
+    assert!(logs.contains("query=queries[0]") && logs.contains("attempt=2"), "{logs}");
+    assert!(logs.contains("retrying") && logs.contains("HTTP 503"), "{logs}");
+    assert!(logs.contains("status=200"), "{logs}");
+    // Neither the password nor the basic-auth header (base64 of me:pw-2718) appears.
+    assert!(!logs.contains("pw-2718") && !logs.contains("bWU6cHctMjcxOA"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

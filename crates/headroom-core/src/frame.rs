@@ -77,7 +77,13 @@ fn conform(df: DataFrame, schema: &Schema, frame: &'static str) -> Result<DataFr
 
 /// A frame of `timestamp, entity, metric` plus the given value column(s), in
 /// the order both schemas use.
-fn key_columns(ts: Vec<i64>, entity: &[&str], metric: &[&str], value: Column, extra: Option<Column>) -> Result<DataFrame> {
+fn key_columns(
+    ts: Vec<i64>,
+    entity: &[&str],
+    metric: &[&str],
+    value: Column,
+    extra: Option<Column>,
+) -> Result<DataFrame> {
     let height = ts.len();
     let ts = Int64Chunked::from_vec(TIMESTAMP.into(), ts)
         .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
@@ -193,10 +199,8 @@ impl SampleFrame {
                     let i = match index.get(&(e.to_owned(), m.to_owned())) {
                         Some(&i) => i,
                         None => {
-                            let key = SeriesKey::new(e, m).map_err(|err| Error::Schema {
-                                frame: "samples",
-                                why: format!("row {row}: {err}"),
-                            })?;
+                            let key = SeriesKey::new(e, m)
+                                .map_err(|err| Error::Schema { frame: "samples", why: format!("row {row}: {err}") })?;
                             index.insert((e.to_owned(), m.to_owned()), out.len());
                             out.push(SeriesData::new(key));
                             out.len() - 1

@@ -114,10 +114,7 @@ pub fn parse_duration(value: &str) -> Result<Duration> {
             return Err(err("units must go from largest to smallest, each once"));
         }
         last_rank = rank;
-        total = n
-            .checked_mul(UNITS[rank].1)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| err("too long"))?;
+        total = n.checked_mul(UNITS[rank].1).and_then(|v| total.checked_add(v)).ok_or_else(|| err("too long"))?;
         rest = &rest[unit_len..];
     }
     if total == 0 {

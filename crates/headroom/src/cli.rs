@@ -139,7 +139,11 @@ pub struct GridArgs {
 
 impl GridArgs {
     pub fn config(&self) -> anyhow::Result<ResampleConfig> {
-        Ok(ResampleConfig { step_ms: duration_ms(&self.grid_step)?, max_gap_ms: duration_ms(&self.max_gap)?, strict: false })
+        Ok(ResampleConfig {
+            step_ms: duration_ms(&self.grid_step)?,
+            max_gap_ms: duration_ms(&self.max_gap)?,
+            strict: false,
+        })
     }
 }
 

@@ -6,8 +6,8 @@ use anyhow::Context;
 use headroom_collect::SourceConfig;
 use headroom_collect::files::write_file;
 use headroom_collect::host::HostConfig;
-use headroom_collect::prometheus::{AuthConfig, Preset, PrometheusConfig, QueryConfig, SecretSource};
 use headroom_collect::inspect::summarize;
+use headroom_collect::prometheus::{AuthConfig, Preset, PrometheusConfig, QueryConfig, SecretSource};
 use headroom_collect::store::Store;
 use tokio_util::sync::CancellationToken;
 

@@ -56,7 +56,11 @@ pub fn print_summaries(rows: &[SeriesSummary], cfg: &ResampleConfig, output: Out
                     ]
                 })
                 .collect();
-            write!(out, "{}", table(&["entity", "metric", "unit", "points", "span", "step", "gaps", "repairs"], &body))?;
+            write!(
+                out,
+                "{}",
+                table(&["entity", "metric", "unit", "points", "span", "step", "gaps", "repairs"], &body)
+            )?;
             let points: usize = rows.iter().map(|r| r.points).sum();
             let repaired = rows.iter().filter(|r| r.repairs > 0).count();
             let gappy = rows.iter().filter(|r| r.gaps > 0).count();
@@ -77,9 +81,7 @@ pub fn backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     let rows = summarize(&frame, &ResampleConfig::default())?;
     let with_limit = rows
         .iter()
-        .filter(|r| {
-            headroom_core::SeriesKey::new(&r.entity, &r.metric).is_ok_and(|k| limits.get(&k).is_some())
-        })
+        .filter(|r| headroom_core::SeriesKey::new(&r.entity, &r.metric).is_ok_and(|k| limits.get(&k).is_some()))
         .count();
     println!(
         "headroom backtest: read {} ({} series, {} points; {with_limit} with a saturation threshold in {}).",

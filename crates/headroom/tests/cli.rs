@@ -14,7 +14,12 @@ fn shared_data() -> PathBuf {
 }
 
 fn headroom(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_headroom")).args(args).current_dir(cwd).env_remove("HEADROOM_STORE").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("HEADROOM_STORE")
+        .output()
+        .unwrap()
 }
 
 fn ok(out: &Output) -> String {
@@ -43,7 +48,17 @@ fn nab_files_into_the_store_then_inspect_and_pandas_read_it_back() {
     let store = dir.path().join("store");
     let nab = shared_data().join("nab");
     let out = headroom(
-        &["collect", "files", nab.to_str().unwrap(), "--entity", "nab/{stem}", "--metric", "cpu_pct", "--store", store.to_str().unwrap()],
+        &[
+            "collect",
+            "files",
+            nab.to_str().unwrap(),
+            "--entity",
+            "nab/{stem}",
+            "--metric",
+            "cpu_pct",
+            "--store",
+            store.to_str().unwrap(),
+        ],
         dir.path(),
     );
     let stdout = ok(&out);
@@ -62,7 +77,20 @@ fn nab_files_into_the_store_then_inspect_and_pandas_read_it_back() {
     assert_eq!(asg["unit"], "percent");
 
     // Collecting the same files again replaces, never duplicates.
-    let again = headroom(&["collect", "files", nab.to_str().unwrap(), "--entity", "nab/{stem}", "--metric", "cpu_pct", "--store", store.to_str().unwrap()], dir.path());
+    let again = headroom(
+        &[
+            "collect",
+            "files",
+            nab.to_str().unwrap(),
+            "--entity",
+            "nab/{stem}",
+            "--metric",
+            "cpu_pct",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
     ok(&again);
     assert!(String::from_utf8_lossy(&again.stderr).contains("(42242 replaced"), "{again:?}");
 
@@ -81,12 +109,27 @@ fn files_without_timestamps_need_start_and_step() {
     let dir = tempfile::tempdir().unwrap();
     let f = shared_data().join("dc_aggregate/machine_usage_days_1_to_8_grouped_300_seconds.csv");
     let err = fails(&headroom(&["collect", "files", f.to_str().unwrap(), "--out", "x.parquet"], dir.path()));
-    assert!(err.contains("machine_usage_days_1_to_8_grouped_300_seconds.csv: no timestamp column \"timestamp\""), "{err}");
+    assert!(
+        err.contains("machine_usage_days_1_to_8_grouped_300_seconds.csv: no timestamp column \"timestamp\""),
+        "{err}"
+    );
     assert!(err.contains("--start and --step"), "{err}");
     assert!(!dir.path().join("x.parquet").exists());
 
     let out = headroom(
-        &["collect", "files", f.to_str().unwrap(), "--entity", "dc/alibaba2018", "--start", "2024-01-01T00:00:00Z", "--step", "5m", "--out", "x.csv"],
+        &[
+            "collect",
+            "files",
+            f.to_str().unwrap(),
+            "--entity",
+            "dc/alibaba2018",
+            "--start",
+            "2024-01-01T00:00:00Z",
+            "--step",
+            "5m",
+            "--out",
+            "x.csv",
+        ],
         dir.path(),
     );
     let stdout = ok(&out);
@@ -102,7 +145,8 @@ fn files_without_timestamps_need_start_and_step() {
 #[test]
 fn bad_values_are_reported_with_file_row_column_and_value() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.csv"), "timestamp,cpu\n2024-01-01T00:00:00Z,0.5\n2024-01-01T00:05:00Z,lots\n").unwrap();
+    std::fs::write(dir.path().join("bad.csv"), "timestamp,cpu\n2024-01-01T00:00:00Z,0.5\n2024-01-01T00:05:00Z,lots\n")
+        .unwrap();
     let err = fails(&headroom(&["inspect", "bad.csv"], dir.path()));
     assert!(err.contains("bad.csv, row 2, column \"cpu\": not a number (value \"lots\")"), "{err}");
     std::fs::write(dir.path().join("epoch.csv"), "timestamp,cpu\n1704067200,0.5\n").unwrap();
@@ -124,9 +168,15 @@ fn inspect_reports_repairs_and_gaps() {
     csv.push_str("2024-01-01T07:15:00Z,host/a,memory,131\n");
     std::fs::write(dir.path().join("m.csv"), csv).unwrap();
     let out = ok(&headroom(&["inspect", "m.csv"], dir.path()));
-    assert!(out.contains("1 NaN/Inf dropped, 1 negative rejected, 1 duplicates merged, 1 out-of-order sorted, 3 bins interpolated"), "{out}");
+    assert!(
+        out.contains(
+            "1 NaN/Inf dropped, 1 negative rejected, 1 duplicates merged, 1 out-of-order sorted, 3 bins interpolated"
+        ),
+        "{out}"
+    );
     assert!(out.contains("1 gap, 59 bins missing (longest 4h55m at 2024-01-01T02:20:00Z)"), "{out}");
-    let json: serde_json::Value = serde_json::from_str(&ok(&headroom(&["inspect", "m.csv", "--output", "json"], dir.path()))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&headroom(&["inspect", "m.csv", "--output", "json"], dir.path()))).unwrap();
     assert_eq!(json[0]["report"]["negative_rejected"], 1);
     assert_eq!(json[0]["report"]["first_negative"][1], -5.0);
 }
@@ -159,7 +209,20 @@ fn collect_host_samples_a_busy_process_into_a_csv() {
     let before = (cpu_seconds(child.0.id()), std::time::Instant::now());
 
     let out = headroom(
-        &["collect", "host", "--interval", "500ms", "--for", "4s", "--process", &name, "--out", "host.csv", "--output", "json"],
+        &[
+            "collect",
+            "host",
+            "--interval",
+            "500ms",
+            "--for",
+            "4s",
+            "--process",
+            &name,
+            "--out",
+            "host.csv",
+            "--output",
+            "json",
+        ],
         dir.path(),
     );
     // What the kernel says the process used meanwhile: the truth to compare with.
