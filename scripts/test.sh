@@ -47,8 +47,3 @@ cargo nextest run --workspace --no-run
 
 log "run tests"
 cargo nextest run --workspace --no-fail-fast
-
-log "doc tests"
-cargo test --workspace --doc --quiet
-
-log "done"
