@@ -15,7 +15,7 @@
 //!    edges of the grid, stay missing (NaN) and are listed as gaps.
 
 use headroom_core::grid::DEFAULT_STEP_MS;
-use headroom_core::{Gap, Grid, RepairReport, ResampledSeries, SampleFrame, SeriesData, format_ts};
+use headroom_core::{Gap, Grid, RepairReport, ResampledSeries, SampleFrame, SeriesData, format_duration, format_ts};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -43,6 +43,10 @@ fn default_step_ms() -> i64 {
 fn default_max_gap_ms() -> i64 {
     DEFAULT_MAX_GAP_MS
 }
+
+/// Most bins one series may span on its grid (about 95 years at 5 minutes).
+/// More means the timestamps are wrong (a unit mix-up) or the step is too fine.
+pub const MAX_BINS: usize = 10_000_000;
 
 /// Default longest interpolated gap: 1 hour.
 pub const DEFAULT_MAX_GAP_MS: i64 = 3_600_000;
@@ -137,6 +141,17 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
 
     // 5: bin.
     let n = grid.len();
+    if n > MAX_BINS {
+        return Err(Error::Invalid {
+            series: series.key.to_string(),
+            why: format!(
+                "spans {} to {}: {n} bins of {}, more than {MAX_BINS}; check the timestamps' unit, or use a coarser grid step",
+                format_ts(grid.start_ms),
+                format_ts(grid.end_ms),
+                format_duration(grid.step_ms)
+            ),
+        });
+    }
     let mut sum = vec![0.0f64; n];
     let mut weight = vec![0.0f64; n];
     if unit.is_counter() {
@@ -343,6 +358,18 @@ mod tests {
         assert_eq!(r.report.non_finite_dropped, 1);
         let r = resample(&series("cpu", &[]), None, &cfg()).unwrap();
         assert!(r.values.is_empty());
+    }
+
+    #[test]
+    fn absurd_spans_are_refused_not_allocated() {
+        // Epoch seconds read as milliseconds next to real milliseconds: 50 years of 5-minute bins is fine,
+        // 3,000 years is a mistake.
+        let ok = series("cpu", &[(0, 1.0), (50 * 365 * 86_400_000, 2.0)]);
+        assert!(resample(&ok, None, &cfg()).is_ok());
+        let bad = series("cpu", &[(1_704_067_200, 1.0), (1_704_067_200_000 * 60, 2.0)]);
+        let err = resample(&bad, None, &cfg()).unwrap_err().to_string();
+        assert!(err.starts_with("series host/a:cpu: spans 1970-01-20T17:20:00Z to"), "{err}");
+        assert!(err.contains("check the timestamps' unit"), "{err}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub fn parse_timestamp(value: &str, epoch: Option<TimeUnit>) -> Result<i64> {
         }
     }
     let looks_numeric = !s.is_empty() && s.parse::<f64>().is_ok_and(f64::is_finite);
-    match (epoch, looks_numeric) {
+    let ms = match (epoch, looks_numeric) {
         (Some(TimeUnit::Ms), true) => s
             .parse::<i64>()
             .map_err(|_| Error::Timestamp { value: value.into(), hint: " (epoch milliseconds must be an integer)" }),
@@ -65,7 +65,11 @@ pub fn parse_timestamp(value: &str, epoch: Option<TimeUnit>) -> Result<i64> {
             hint: "; it looks like an epoch number: say its unit with --time-unit s or --time-unit ms",
         }),
         (_, false) => Err(Error::Timestamp { value: value.into(), hint: "" }),
+    }?;
+    if DateTime::<Utc>::from_timestamp_millis(ms).is_none() {
+        return Err(Error::Timestamp { value: value.into(), hint: " (out of the representable range of dates)" });
     }
+    Ok(ms)
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC (`2024-01-01T00:00:00Z`, with
@@ -167,7 +171,7 @@ mod tests {
 
     #[test]
     fn bad_timestamps_name_the_value() {
-        for bad in ["", "yesterday", "2024-13-01 00:00:00", "2024-01-01", "NaN", "inf"] {
+        for bad in ["", "yesterday", "2024-13-01 00:00:00", "2024-01-01", "NaN", "inf", "9223372036854775807"] {
             let err = parse_timestamp(bad, Some(TimeUnit::S)).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
