@@ -90,7 +90,8 @@ async fn host_source_samples_busy_processes_and_the_host_every_interval() {
     assert_eq!(cpu.len(), 6, "3 s at 500 ms: {:?}", cpu.ts);
     assert!(mean(cpu) > 0.5, "busy processes cpu {:?}", cpu.values);
     let cpus = logical_cpus() as f64;
-    assert!(cpu.values.iter().all(|&c| c <= cpus), "busy processes cpu {:?} on {cpus} CPUs", cpu.values);
+    // CPU time over wall time between two reads: a few percent of timing jitter either way.
+    assert!(cpu.values.iter().all(|&c| c <= cpus * 1.05), "busy processes cpu {:?} on {cpus} CPUs", cpu.values);
     assert!(memory.values.iter().all(|&m| m > 0.0), "busy processes memory {:?}", memory.values);
 
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
