@@ -47,20 +47,18 @@ fn nab_files_into_the_store_then_inspect_and_pandas_read_it_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let nab = shared_data().join("nab");
-    let out = headroom(
-        &[
-            "collect",
-            "files",
-            nab.to_str().unwrap(),
-            "--entity",
-            "nab/{stem}",
-            "--metric",
-            "cpu_pct",
-            "--store",
-            store.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let collect = [
+        "collect",
+        "files",
+        nab.to_str().unwrap(),
+        "--entity",
+        "nab/{stem}",
+        "--metric",
+        "cpu_pct",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let out = headroom(&collect, dir.path());
     let stdout = ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("stored 42242 samples of 7 series"), "{:?}", out);
     assert_eq!(line(&stdout, "nab/ec2_cpu_utilization_24ae8d", "cpu_pct")[2..4], ["percent", "4032"]);
@@ -77,20 +75,7 @@ fn nab_files_into_the_store_then_inspect_and_pandas_read_it_back() {
     assert_eq!(asg["unit"], "percent");
 
     // Collecting the same files again replaces, never duplicates.
-    let again = headroom(
-        &[
-            "collect",
-            "files",
-            nab.to_str().unwrap(),
-            "--entity",
-            "nab/{stem}",
-            "--metric",
-            "cpu_pct",
-            "--store",
-            store.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let again = headroom(&collect, dir.path());
     ok(&again);
     assert!(String::from_utf8_lossy(&again.stderr).contains("(42242 replaced"), "{again:?}");
 
