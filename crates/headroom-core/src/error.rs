@@ -26,6 +26,10 @@ pub enum Error {
     #[error("invalid grid: {0}")]
     Grid(String),
 
+    /// A forecast that cannot exist (paths of unequal length, non-finite values).
+    #[error("invalid forecast: {0}")]
+    Forecast(String),
+
     /// Polars refused an operation on a frame.
     #[error("frame operation failed: {0}")]
     Polars(#[from] polars::error::PolarsError),

@@ -2,7 +2,7 @@
 //!
 //! This crate owns the shapes that every other crate exchanges: series keys
 //! and units ([`series`]), the canonical long sample frame and the resampled
-//! frame, both defined once ([`frame`]), the time grid ([`grid`]), timestamps
+//! frame, both defined once ([`frame`]), forecasts and their schema ([`forecast`]), the time grid ([`grid`]), timestamps
 //! and durations as users write them ([`time`]), per-series limits
 //! ([`limits`]) and the report of every repair made to a series ([`repair`]).
 //!
@@ -11,6 +11,7 @@
 //! trust it.
 
 pub mod error;
+pub mod forecast;
 pub mod frame;
 pub mod grid;
 pub mod limits;
@@ -19,6 +20,7 @@ pub mod series;
 pub mod time;
 
 pub use error::{Error, Result};
+pub use forecast::{Forecast, Quantiles};
 pub use frame::{ResampledSeries, SampleFrame, SeriesData};
 pub use grid::Grid;
 pub use limits::{Limit, Limits};

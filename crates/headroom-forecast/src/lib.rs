@@ -1,0 +1,16 @@
+//! headroom's forecasting layer, without the LSTM.
+//!
+//! This crate owns the [`Forecaster`] trait ([`forecaster`]), the baselines
+//! ([`baselines`]), the reference evaluation protocol ([`protocol`]) and the
+//! accuracy metrics ([`metrics`]). It must not do IO, touch the collectors,
+//! or know about remediation; the LSTM lives in `headroom-lstm` behind the
+//! same trait.
+
+pub mod baselines;
+pub mod error;
+pub mod forecaster;
+pub mod metrics;
+pub mod protocol;
+
+pub use error::{Error, Result};
+pub use forecaster::{Fitted, Forecaster, History};
