@@ -8,6 +8,7 @@
 
 pub mod baselines;
 pub mod error;
+pub mod evaluate;
 pub mod forecaster;
 pub mod metrics;
 pub mod protocol;

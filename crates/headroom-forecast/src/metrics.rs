@@ -1,1 +1,269 @@
-//! (being written)
+//! Accuracy metrics, computed as the reference scorer (`score.py`) does:
+//! MASE scaled by the in-sample seasonal-naive error of all history before the
+//! origin, sMAPE on p50, p10–p90 coverage, pinball loss, and saturation
+//! precision/recall (an event is the actuals' max over the horizon above the
+//! series' threshold; a forecast flags it when its own max is above).
+
+use headroom_core::Quantiles;
+use serde::{Deserialize, Serialize};
+
+/// Pinball (quantile) loss of `pred` for quantile `q` against `actual`.
+pub fn pinball(q: f64, pred: f64, actual: f64) -> f64 {
+    let d = actual - pred;
+    if d >= 0.0 { q * d } else { (q - 1.0) * d }
+}
+
+/// Mean absolute difference between the history and itself `season` bins
+/// earlier: the MASE scale. `None` when the history is not longer than a season.
+pub fn seasonal_naive_scale(history: &[f64], season: usize) -> Option<f64> {
+    if history.len() <= season {
+        return None;
+    }
+    let n = history.len() - season;
+    Some(history[season..].iter().zip(history).map(|(a, b)| (a - b).abs()).sum::<f64>() / n as f64)
+}
+
+/// Symmetric MAPE in percent, with 0 where both values are 0.
+pub fn smape(pred: &[f64], actual: &[f64]) -> f64 {
+    let total: f64 = pred
+        .iter()
+        .zip(actual)
+        .map(|(p, a)| {
+            let den = p.abs() + a.abs();
+            if den > 0.0 { 200.0 * (p - a).abs() / den } else { 0.0 }
+        })
+        .sum();
+    total / pred.len().max(1) as f64
+}
+
+/// Saturation outcomes counted over (series, origin) pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confusion {
+    /// Flagged and happened.
+    pub tp: usize,
+    /// Flagged, did not happen.
+    pub fp: usize,
+    /// Happened, not flagged.
+    pub fn_: usize,
+}
+
+impl Confusion {
+    /// Counts one pair.
+    pub fn add(&mut self, flagged: bool, event: bool) {
+        match (flagged, event) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fp += 1,
+            (false, true) => self.fn_ += 1,
+            (false, false) => {}
+        }
+    }
+
+    /// tp / (tp + fp), NaN when nothing was flagged.
+    pub fn precision(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+
+    /// tp / (tp + fn), NaN when nothing happened.
+    pub fn recall(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { f64::NAN } else { a as f64 / b as f64 }
+}
+
+/// The score of one forecast against the actuals that followed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairScore {
+    /// Mean absolute error of p50.
+    pub mae: f64,
+    /// MAE over the seasonal-naive scale; NaN when the scale is 0 or unknown.
+    pub mase: f64,
+    /// sMAPE of p50, percent.
+    pub smape: f64,
+    /// Mean pinball loss over the three quantiles and every step.
+    pub pinball: f64,
+    /// Steps whose actual lies within [p10, p90].
+    pub covered: usize,
+    /// Steps scored.
+    pub steps: usize,
+    /// Whether the actuals crossed the threshold (None without a threshold).
+    pub event: Option<bool>,
+    /// Whether p50's max crossed it.
+    pub flag_p50: bool,
+    /// Whether p90's max crossed it.
+    pub flag_p90: bool,
+}
+
+/// Scores one forecast: `actual` are the bins it covers, `history` every bin
+/// before its origin, `season` the MASE season (one day of bins).
+pub fn score_pair(q: &Quantiles, actual: &[f64], history: &[f64], season: usize, threshold: Option<f64>) -> PairScore {
+    let n = actual.len().min(q.len());
+    let (p10, p50, p90, actual) = (&q.p10[..n], &q.p50[..n], &q.p90[..n], &actual[..n]);
+    let mae = p50.iter().zip(actual).map(|(p, a)| (p - a).abs()).sum::<f64>() / n.max(1) as f64;
+    let mase = match seasonal_naive_scale(history, season) {
+        Some(scale) if scale > 0.0 => mae / scale,
+        _ => f64::NAN,
+    };
+    let mut pin = 0.0;
+    let mut covered = 0;
+    for i in 0..n {
+        pin += pinball(0.1, p10[i], actual[i]) + pinball(0.5, p50[i], actual[i]) + pinball(0.9, p90[i], actual[i]);
+        covered += usize::from(p10[i] <= actual[i] && actual[i] <= p90[i]);
+    }
+    let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (event, flag_p50, flag_p90) = match threshold {
+        Some(t) => (Some(max(actual) > t), max(p50) > t, max(p90) > t),
+        None => (None, false, false),
+    };
+    PairScore {
+        mae,
+        mase,
+        smape: smape(p50, actual),
+        pinball: pin / (3 * n.max(1)) as f64,
+        covered,
+        steps: n,
+        event,
+        flag_p50,
+        flag_p90,
+    }
+}
+
+/// One model's score over many series, aggregated as `score.py` does: MASE and
+/// sMAPE averaged per series first, then over series; coverage and saturation pooled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelScore {
+    /// The model's name.
+    pub model: String,
+    /// Series scored.
+    pub series: usize,
+    /// (series, origin) pairs scored.
+    pub pairs: usize,
+    /// Mean over series of the mean MAE.
+    pub mean_mae: f64,
+    /// Mean over series of the mean sMAPE (percent).
+    pub mean_smape: f64,
+    /// Mean over series of the mean MASE (series with a finite MASE).
+    pub mean_mase: f64,
+    /// Median over series of the mean MASE.
+    pub median_mase: f64,
+    /// Share of actuals inside [p10, p90], pooled.
+    pub coverage: f64,
+    /// Mean pinball loss, pooled over pairs.
+    pub pinball: f64,
+    /// Saturation flags from p50.
+    pub sat_p50: Confusion,
+    /// Saturation flags from p90.
+    pub sat_p90: Confusion,
+}
+
+impl ModelScore {
+    /// Aggregates pair scores grouped by series (`per_series[i]` holds series i's pairs).
+    pub fn from_pairs(model: &str, per_series: &[Vec<PairScore>]) -> Self {
+        let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+        let (mut mase, mut smapes, mut maes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut covered, mut steps, mut pin, mut pairs) = (0usize, 0usize, 0.0, 0usize);
+        let (mut sat_p50, mut sat_p90) = (Confusion::default(), Confusion::default());
+        let mut series = 0;
+        for pairs_of in per_series.iter().filter(|p| !p.is_empty()) {
+            series += 1;
+            let finite: Vec<f64> = pairs_of.iter().map(|p| p.mase).filter(|m| m.is_finite()).collect();
+            if !finite.is_empty() {
+                mase.push(mean(&finite));
+            }
+            smapes.push(mean(&pairs_of.iter().map(|p| p.smape).collect::<Vec<_>>()));
+            maes.push(mean(&pairs_of.iter().map(|p| p.mae).collect::<Vec<_>>()));
+            for p in pairs_of {
+                pairs += 1;
+                covered += p.covered;
+                steps += p.steps;
+                pin += p.pinball;
+                if let Some(event) = p.event {
+                    sat_p50.add(p.flag_p50, event);
+                    sat_p90.add(p.flag_p90, event);
+                }
+            }
+        }
+        let median = {
+            let mut m = mase.clone();
+            m.sort_by(f64::total_cmp);
+            match m.len() {
+                0 => f64::NAN,
+                n if n % 2 == 1 => m[n / 2],
+                n => (m[n / 2 - 1] + m[n / 2]) / 2.0,
+            }
+        };
+        Self {
+            model: model.to_owned(),
+            series,
+            pairs,
+            mean_mae: mean(&maes),
+            mean_smape: mean(&smapes),
+            mean_mase: mean(&mase),
+            median_mase: median,
+            coverage: if steps == 0 { f64::NAN } else { covered as f64 / steps as f64 },
+            pinball: if pairs == 0 { f64::NAN } else { pin / pairs as f64 },
+            sat_p50,
+            sat_p90,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinball_by_hand() {
+        assert_eq!(pinball(0.9, 10.0, 12.0), 0.9 * 2.0);
+        assert!((pinball(0.9, 12.0, 10.0) - 0.1 * 2.0).abs() < 1e-12);
+        assert_eq!(pinball(0.5, 3.0, 3.0), 0.0);
+    }
+
+    #[test]
+    fn pair_score_by_hand() {
+        // History with season 2: |3-1| + |4-2| + |5-3| = 6 over 3 → scale 2.
+        let history = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let q = Quantiles::new(vec![0.0, 0.0], vec![2.0, 4.0], vec![3.0, 5.0]).unwrap();
+        let s = score_pair(&q, &[3.0, 6.0], &history, 2, Some(5.5));
+        assert_eq!(s.mae, 1.5); // |2-3| and |4-6|
+        assert_eq!(s.mase, 0.75);
+        assert!((s.smape - (200.0 / 5.0 + 400.0 / 10.0) / 2.0).abs() < 1e-12);
+        assert_eq!((s.covered, s.steps), (1, 2));
+        assert_eq!((s.event, s.flag_p50, s.flag_p90), (Some(true), false, false));
+        let expected_pin = (pinball(0.1, 0.0, 3.0)
+            + pinball(0.5, 2.0, 3.0)
+            + pinball(0.9, 3.0, 3.0)
+            + pinball(0.1, 0.0, 6.0)
+            + pinball(0.5, 4.0, 6.0)
+            + pinball(0.9, 5.0, 6.0))
+            / 6.0;
+        assert!((s.pinball - expected_pin).abs() < 1e-12);
+    }
+
+    #[test]
+    fn model_score_averages_per_series_then_over_series() {
+        let pair = |mase: f64, event: bool, flag: bool| PairScore {
+            mae: mase,
+            mase,
+            smape: 10.0 * mase,
+            pinball: 0.0,
+            covered: 8,
+            steps: 10,
+            event: Some(event),
+            flag_p50: flag,
+            flag_p90: flag,
+        };
+        let s = ModelScore::from_pairs(
+            "m",
+            &[vec![pair(1.0, true, true), pair(3.0, false, true)], vec![pair(1.0, true, false)], vec![]],
+        );
+        assert_eq!((s.series, s.pairs), (2, 3));
+        assert_eq!(s.mean_mase, 1.5); // (2 + 1) / 2
+        assert_eq!(s.median_mase, 1.5);
+        assert_eq!(s.coverage, 0.8);
+        assert_eq!(s.sat_p90, Confusion { tp: 1, fp: 1, fn_: 1 });
+        assert_eq!((s.sat_p90.precision(), s.sat_p90.recall()), (0.5, 0.5));
+    }
+}

@@ -23,7 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Replay recorded metrics through forecasts and decisions (forecasting is not built yet).
+    /// Run the reference protocol over recorded metrics: every model forecasts every origin; scores per model.
     Backtest(BacktestArgs),
     /// Collect samples from files, Prometheus or this host into the store or a file.
     Collect(CollectArgs),
@@ -39,6 +39,18 @@ pub struct BacktestArgs {
     /// Saturation thresholds per series (`entity,metric,threshold`).
     #[arg(long, default_value = "data/sample/limits.csv")]
     pub limits: PathBuf,
+    /// The trained model directory (model.safetensors + card.json) used for `lstm`.
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// Models to run, comma-separated (default: every baseline).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Directory for forecasts.parquet and scores.json.
+    #[arg(long, default_value = "headroom-backtest")]
+    pub out: PathBuf,
+    /// How to print the scores.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

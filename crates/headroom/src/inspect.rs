@@ -7,12 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use headroom_collect::files::{FileOptions, read_files};
 use headroom_collect::inspect::{SeriesSummary, summarize};
-use headroom_collect::limits::read_limits;
 use headroom_collect::resample::ResampleConfig;
 use headroom_collect::store::{Query, Store};
 use headroom_core::SampleFrame;
 
-use crate::cli::{BacktestArgs, InspectArgs};
+use crate::cli::InspectArgs;
 use crate::output::{Output, table};
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
@@ -73,27 +72,4 @@ pub fn print_summaries(rows: &[SeriesSummary], cfg: &ResampleConfig, output: Out
         }
     }
     Ok(())
-}
-
-pub fn backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
-    let frame = load(&args.data, &FileOptions::default())?;
-    let limits = read_limits(&args.limits)?;
-    let rows = summarize(&frame, &ResampleConfig::default())?;
-    let with_limit = rows
-        .iter()
-        .filter(|r| headroom_core::SeriesKey::new(&r.entity, &r.metric).is_ok_and(|k| limits.get(&k).is_some()))
-        .count();
-    println!(
-        "headroom backtest: read {} ({} series, {} points; {with_limit} with a saturation threshold in {}).",
-        args.data.display(),
-        rows.len(),
-        frame.len(),
-        args.limits.display()
-    );
-    println!(
-        "Forecasting is not built yet (it lands with the forecasting issue): there is no model to replay. \
-         Use `headroom inspect {}` to see the data.",
-        args.data.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }

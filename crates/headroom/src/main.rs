@@ -1,6 +1,7 @@
 //! `headroom`: the command-line interface. Thin: it parses arguments, wires
 //! sources to sinks and prints; the work happens in the library crates.
 
+mod backtest;
 mod cli;
 mod collect;
 mod inspect;
@@ -56,7 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Collect(args) => collect::run(args, &cancel).await,
         Command::Inspect(args) => inspect::run(args),
-        Command::Backtest(args) => inspect::backtest(args),
+        Command::Backtest(args) => backtest::run(args),
     }
 }
 

@@ -167,10 +167,78 @@ fn inspect_reports_repairs_and_gaps() {
 }
 
 #[test]
-fn backtest_says_forecasting_is_not_built_yet() {
-    let out = ok(&headroom(&["backtest"], &repo()));
-    assert!(out.contains("157 series, 1950120 points; 157 with a saturation threshold"), "{out}");
-    assert!(out.contains("Forecasting is not built yet"), "{out}");
+fn backtest_scores_agree_with_the_reference_scorer() {
+    use headroom_collect::files::{FileOptions, read_file, write_file};
+    use headroom_core::SampleFrame;
+
+    // Three series, one per group of the sample, with their limits.
+    let dir = tempfile::tempdir().unwrap();
+    let sample = read_file(&repo().join("data/sample/metrics.parquet"), &FileOptions::default()).unwrap();
+    let keep = ["nab/ec2_cpu_utilization_825cc2:cpu_pct", "asd/omi-1:m1", "dc/alibaba2018:cpu_util_percent"];
+    let picked: Vec<_> =
+        sample.series().unwrap().into_iter().filter(|s| keep.contains(&s.key.to_string().as_str())).collect();
+    assert_eq!(picked.len(), 3);
+    let data = dir.path().join("data");
+    write_file(&data.join("metrics.parquet"), &SampleFrame::from_series(&picked).unwrap()).unwrap();
+    let limits = std::fs::read_to_string(repo().join("data/sample/limits.csv")).unwrap();
+    let mut kept = String::from("entity,metric,threshold\n");
+    for line in limits.lines().filter(|l| keep.iter().any(|k| l.starts_with(&k.replace(':', ",")))) {
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    std::fs::write(data.join("limits.csv"), kept).unwrap();
+
+    let out = headroom(
+        &[
+            "backtest",
+            "--data",
+            "data/metrics.parquet",
+            "--limits",
+            "data/limits.csv",
+            "--models",
+            "snaive-daily,linear",
+            "--out",
+            "bt",
+        ],
+        dir.path(),
+    );
+    let table = ok(&out);
+    assert_eq!(line(&table, "snaive-daily", "3")[2], "23", "3 + 14 + 6 origins:\n{table}");
+
+    // The reference scorer reads our forecasts file and must find the same numbers.
+    let py = Command::new("python3")
+        .arg(repo().join("../shared/benchmark/score.py"))
+        .args(["bt/forecasts.parquet", "data", "--json", "ref.json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "score.py failed: {}", String::from_utf8_lossy(&py.stderr));
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ref.json")).unwrap()).unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("bt/scores.json")).unwrap()).unwrap();
+    for s in ours["scores"].as_array().unwrap() {
+        let r = &reference[s["model"].as_str().unwrap()];
+        assert_eq!(r["pairs"], s["pairs"], "{s} vs {r}");
+        for (a, b) in [
+            ("mean_mase", "mean_mase"),
+            ("median_mase", "median_mase"),
+            ("mean_smape", "mean_smape"),
+            ("coverage_p10_p90", "coverage"),
+        ] {
+            let (x, y) = (r[a].as_f64().unwrap(), s[b].as_f64().unwrap());
+            assert!((x - y).abs() < 1e-9, "{a}: score.py {x}, headroom {y}");
+        }
+        let sat = &s["sat_p90"];
+        let (tp, fp, fn_) = (sat["tp"].as_f64().unwrap(), sat["fp"].as_f64().unwrap(), sat["fn_"].as_f64().unwrap());
+        let (p, r90) = (r["sat_p90"][0].as_f64(), r["sat_p90"][1].as_f64());
+        if let Some(p) = p.filter(|p| p.is_finite()) {
+            assert!((p - tp / (tp + fp)).abs() < 1e-9);
+        }
+        if let Some(r90) = r90.filter(|r| r.is_finite()) {
+            assert!((r90 - tp / (tp + fn_)).abs() < 1e-9);
+        }
+    }
 }
 
 /// Kills and reaps a child process when dropped.

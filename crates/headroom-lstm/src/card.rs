@@ -1,0 +1,201 @@
+//! Model files: `model.safetensors` (the weights, through candle's `VarMap`)
+//! and `card.json` (everything needed to use and judge them).
+//! [`LstmModel::load`] refuses a card that does not match an [`Expectation`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::LstmConfig;
+use crate::error::{Error, Result};
+use crate::forecaster::{Calibration, LstmModel};
+
+/// Version of the card + weights layout; bump on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+/// Weights file name.
+pub const WEIGHTS: &str = "model.safetensors";
+/// Card file name.
+pub const CARD: &str = "card.json";
+
+/// How the model was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingInfo {
+    /// The exact command that trained it.
+    pub command: String,
+    /// Hash of the keys, grids and values trained on.
+    pub data_fingerprint: String,
+    /// Which part of each series was used.
+    pub cut: String,
+    /// Series that gave samples.
+    pub series: usize,
+    /// Training windows.
+    pub train_samples: usize,
+    /// Validation windows.
+    pub val_samples: usize,
+    /// Steps run.
+    pub steps: usize,
+    /// Step of the kept weights.
+    pub best_step: usize,
+    /// Validation pinball loss (scaled units) of the kept weights.
+    pub best_val_loss: f64,
+    /// Validation p10–p90 coverage before and after calibration.
+    pub val_coverage_before_after: (f64, f64),
+    /// Wall time of training (s).
+    pub seconds: f64,
+}
+
+/// `card.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Always `lstm`.
+    pub model: String,
+    /// Architecture in words.
+    pub architecture: String,
+    /// Grid step (ms).
+    pub step_ms: i64,
+    /// Input window (bins).
+    pub window: usize,
+    /// Horizon (bins).
+    pub horizon: usize,
+    /// Quantiles produced.
+    pub quantiles: [f64; 3],
+    /// How inputs and targets are scaled.
+    pub scaling: String,
+    /// Input features; must match on load.
+    pub feature_set: String,
+    /// The full configuration.
+    pub config: LstmConfig,
+    /// Interval calibration in use.
+    pub calibration: Calibration,
+    /// How it was trained (absent for an untrained model).
+    pub training: Option<TrainingInfo>,
+    /// Backtest scores, filled by the caller (e.g. score.py's JSON).
+    #[serde(default)]
+    pub backtest: Option<serde_json::Value>,
+    /// Free notes: the reasoning behind the choices, experiments tried.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl ModelCard {
+    /// A card describing an untrained model of `cfg`.
+    pub fn new(cfg: &LstmConfig) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            model: crate::forecaster::NAME.into(),
+            architecture: format!(
+                "{} LSTM layer(s) of {} units over {} patches of {} bins; MLP head ({} units, GELU) on the last \
+                 state + context -> {} steps x 3 quantiles; median = {:?} base + residual, p10/p90 = median -/+ softplus",
+                cfg.layers,
+                cfg.hidden,
+                cfg.patches(),
+                cfg.patch,
+                cfg.head_hidden,
+                cfg.horizon,
+                cfg.base
+            ),
+            step_ms: cfg.step_ms,
+            window: cfg.window,
+            horizon: cfg.horizon,
+            quantiles: cfg.quantiles,
+            scaling: "per window: (x - mean of last day) / seasonal MAE of the window (floored at 5% of std, \
+                      0.1% of |level|, 1e-6); clipped to +-clip"
+                .into(),
+            feature_set: cfg.feature_set(),
+            config: cfg.clone(),
+            calibration: Calibration::default(),
+            training: None,
+            backtest: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// What the caller needs from a model it loads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// Grid step (ms).
+    pub step_ms: i64,
+    /// Horizon (bins).
+    pub horizon: usize,
+    /// Input feature set ([`LstmConfig::feature_set`]); `None` accepts any.
+    pub feature_set: Option<String>,
+    /// Card layout version.
+    pub format_version: u32,
+}
+
+impl Expectation {
+    /// The reference protocol (15-minute bins, 48 h) with the default features.
+    pub fn reference() -> Self {
+        let cfg = LstmConfig::default();
+        Self {
+            step_ms: cfg.step_ms,
+            horizon: cfg.horizon,
+            feature_set: Some(cfg.feature_set()),
+            format_version: FORMAT_VERSION,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+impl LstmModel {
+    /// Writes `dir/model.safetensors` and `dir/card.json` (creating `dir`).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let weights = dir.join(WEIGHTS);
+        self.varmap
+            .save(&weights)
+            .map_err(|e| Error::Io { path: weights.clone(), source: std::io::Error::other(e.to_string()) })?;
+        let card = dir.join(CARD);
+        let mut c = self.card.clone();
+        c.calibration = self.calibration;
+        let text = serde_json::to_string_pretty(&c).map_err(|source| Error::Card { path: card.clone(), source })?;
+        std::fs::write(&card, text + "\n").map_err(io(&card))?;
+        Ok(())
+    }
+
+    /// Reads `dir/card.json`, checks it against `expected` (naming the first
+    /// field that differs), then loads the weights.
+    pub fn load(dir: &Path, expected: &Expectation) -> Result<Self> {
+        let path: PathBuf = dir.join(CARD);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let card: ModelCard =
+            serde_json::from_str(&text).map_err(|source| Error::Card { path: path.clone(), source })?;
+        let mismatch = |field: &'static str, card: String, expected: String| {
+            Err(Error::Mismatch { path: path.clone(), field, card, expected })
+        };
+        if card.format_version != expected.format_version {
+            return mismatch("format_version", card.format_version.to_string(), expected.format_version.to_string());
+        }
+        if card.step_ms != expected.step_ms {
+            return mismatch("step_ms", card.step_ms.to_string(), expected.step_ms.to_string());
+        }
+        if card.horizon != expected.horizon {
+            return mismatch("horizon", card.horizon.to_string(), expected.horizon.to_string());
+        }
+        if let Some(f) = &expected.feature_set {
+            if &card.feature_set != f {
+                return mismatch("feature_set", format!("{:?}", card.feature_set), format!("{f:?}"));
+            }
+        }
+        if card.feature_set != card.config.feature_set() || card.horizon != card.config.horizon {
+            return mismatch("config", format!("{:?}", card.config.feature_set()), format!("{:?}", card.feature_set));
+        }
+        let mut model = LstmModel::init(card.config.clone())?;
+        let weights = dir.join(WEIGHTS);
+        model
+            .varmap
+            .load(&weights)
+            .map_err(|e| Error::Io { path: weights.clone(), source: std::io::Error::other(e.to_string()) })?;
+        model.calibration = card.calibration;
+        model.card = card;
+        Ok(model)
+    }
+}

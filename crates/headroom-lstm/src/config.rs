@@ -1,0 +1,240 @@
+//! The model's configuration: architecture, features and training knobs.
+//! Stored verbatim in `card.json` beside the weights.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The forecast the network's median is a residual over (in scaled units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Base {
+    /// No base: the network predicts the median directly.
+    Zero,
+    /// Daily seasonal naive: the last day repeated.
+    SnaiveDaily,
+    /// The mean of the last days (up to seven) at the same time of day.
+    SeasonalMean,
+}
+
+/// Hyper-parameters and feature set of the global LSTM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LstmConfig {
+    /// Grid step the model was built for (ms); 15 minutes.
+    #[serde(default = "default_step_ms")]
+    pub step_ms: i64,
+    /// Input window in bins (7 days = 672). Shorter histories (down to
+    /// `min_history`) are padded by repeating their first day, and the padding is flagged.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Fewest bins of history the model accepts (2 days = 192); fewer is `TooShort`.
+    #[serde(default = "default_min_history")]
+    pub min_history: usize,
+    /// Bins per input patch (16 = 4 h): the LSTM steps over patches, not bins.
+    #[serde(default = "default_patch")]
+    pub patch: usize,
+    /// LSTM hidden size.
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+    /// Stacked LSTM layers.
+    #[serde(default = "default_layers")]
+    pub layers: usize,
+    /// Width of the hidden layer of the output head.
+    #[serde(default = "default_head_hidden")]
+    pub head_hidden: usize,
+    /// Bins forecast (192 = 48 h).
+    #[serde(default = "default_horizon")]
+    pub horizon: usize,
+    /// The quantiles produced, in order.
+    #[serde(default = "default_quantiles")]
+    pub quantiles: [f64; 3],
+    /// Time-of-day and day-of-week (sin/cos) inputs.
+    #[serde(default = "yes")]
+    pub calendar: bool,
+    /// Seasonal channels fed to the head: last day, last week, and the
+    /// multi-day mean at the same time of day, over the horizon.
+    #[serde(default = "yes")]
+    pub seasonal_channels: bool,
+    /// What the median is a residual over.
+    #[serde(default = "default_base")]
+    pub base: Base,
+    /// Scaled inputs and targets are clipped to ±this.
+    #[serde(default = "default_clip")]
+    pub clip: f64,
+    /// Seed of weight initialisation, shuffling and augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    /// AdamW learning rate (peak; cosine decay to 10 %).
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Samples per training step.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Most training steps.
+    #[serde(default = "default_max_steps")]
+    pub max_steps: usize,
+    /// Steps between validation passes.
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+    /// Validation passes without improvement before stopping.
+    #[serde(default = "default_patience")]
+    pub patience: usize,
+    /// Bins between consecutive training origins of one series.
+    #[serde(default = "default_stride")]
+    pub stride: usize,
+    /// Days of origins at the end of each series' training part held out for
+    /// validation (early stopping and interval calibration).
+    #[serde(default = "default_val_days")]
+    pub val_days: usize,
+    /// Probability that a training window is cut short and padded (teaches the
+    /// model the padding used for short histories).
+    #[serde(default = "default_pad_prob")]
+    pub pad_prob: f64,
+    /// Widen/narrow p10 and p90 on the validation split so each misses 10 % (conformal-style).
+    #[serde(default = "yes")]
+    pub calibrate: bool,
+}
+
+fn default_step_ms() -> i64 {
+    15 * 60_000
+}
+fn default_window() -> usize {
+    672
+}
+fn default_min_history() -> usize {
+    192
+}
+fn default_patch() -> usize {
+    16
+}
+fn default_hidden() -> usize {
+    64
+}
+fn default_layers() -> usize {
+    1
+}
+fn default_head_hidden() -> usize {
+    256
+}
+fn default_horizon() -> usize {
+    192
+}
+fn default_quantiles() -> [f64; 3] {
+    [0.1, 0.5, 0.9]
+}
+fn yes() -> bool {
+    true
+}
+fn default_base() -> Base {
+    Base::SeasonalMean
+}
+fn default_clip() -> f64 {
+    30.0
+}
+fn default_lr() -> f64 {
+    2e-3
+}
+fn default_weight_decay() -> f64 {
+    1e-4
+}
+fn default_batch() -> usize {
+    64
+}
+fn default_max_steps() -> usize {
+    3000
+}
+fn default_eval_every() -> usize {
+    100
+}
+fn default_patience() -> usize {
+    6
+}
+fn default_stride() -> usize {
+    8
+}
+fn default_val_days() -> usize {
+    3
+}
+fn default_pad_prob() -> f64 {
+    0.1
+}
+
+impl Default for LstmConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("every field has a default")
+    }
+}
+
+impl LstmConfig {
+    /// Bins per day on the model's grid.
+    pub fn bins_per_day(&self) -> usize {
+        (86_400_000 / self.step_ms) as usize
+    }
+
+    /// Patches in the input window.
+    pub fn patches(&self) -> usize {
+        self.window / self.patch
+    }
+
+    /// Inputs per LSTM step: the patch's values, a padding flag, and calendar.
+    pub fn step_features(&self) -> usize {
+        self.patch + 1 + if self.calendar { 4 } else { 0 }
+    }
+
+    /// Inputs of the head besides the LSTM state.
+    pub fn context_features(&self) -> usize {
+        let seasonal = if self.seasonal_channels { 3 * self.horizon + 1 } else { 0 };
+        seasonal + if self.calendar { 4 } else { 0 }
+    }
+
+    /// A short name of the input features; a loaded card must match it.
+    pub fn feature_set(&self) -> String {
+        let mut f = vec![format!("values/patch{}", self.patch), "pad_flag".to_owned()];
+        if self.calendar {
+            f.push("calendar(tod,dow sin/cos)".into());
+        }
+        if self.seasonal_channels {
+            f.push("seasonal(last_day,last_week,mean_days)".into());
+        }
+        f.push(format!("base={}", serde_json::to_value(self.base).expect("enum").as_str().unwrap_or("?")));
+        f.join("+")
+    }
+
+    /// Checks ranges once, naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, value: String, why: &str| Err(Error::Config { field, value, why: why.into() });
+        if self.step_ms <= 0 || 86_400_000 % self.step_ms != 0 {
+            return bad("step_ms", self.step_ms.to_string(), "must divide one day");
+        }
+        let day = self.bins_per_day();
+        if self.patch == 0 || self.window % self.patch != 0 {
+            return bad("window", self.window.to_string(), "must be a positive multiple of `patch`");
+        }
+        if self.min_history < day + 1 || self.min_history > self.window {
+            return bad("min_history", self.min_history.to_string(), "must be more than one day and at most `window`");
+        }
+        if self.horizon == 0 {
+            return bad("horizon", "0".into(), "must be at least one bin");
+        }
+        if self.hidden == 0 || self.layers == 0 || self.head_hidden == 0 {
+            return bad("hidden", self.hidden.to_string(), "hidden, layers and head_hidden must be positive");
+        }
+        if self.quantiles.windows(2).any(|w| w[0] >= w[1]) || self.quantiles.iter().any(|q| !(0.0..1.0).contains(q)) {
+            return bad("quantiles", format!("{:?}", self.quantiles), "must be increasing and inside (0, 1)");
+        }
+        if self.batch == 0 || self.max_steps == 0 || self.eval_every == 0 || self.stride == 0 {
+            return bad("batch", self.batch.to_string(), "batch, max_steps, eval_every and stride must be positive");
+        }
+        if !(self.lr > 0.0) {
+            return bad("lr", self.lr.to_string(), "must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.pad_prob) {
+            return bad("pad_prob", self.pad_prob.to_string(), "must be in [0, 1]");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,306 @@
+//! The trained model ([`LstmModel`]) and its [`Forecaster`] face
+//! ([`LstmForecaster`], name `lstm`), which forecasts many series per forward pass.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use headroom_core::{Forecast, Quantiles};
+use headroom_forecast::{Fitted, Forecaster, History};
+use serde::{Deserialize, Serialize};
+
+use crate::card::ModelCard;
+use crate::config::LstmConfig;
+use crate::error::Result;
+use crate::features::Inputs;
+use crate::model::{LstmNet, pinball_loss};
+use crate::train::{SplitMix64, sorted_vars};
+
+/// The model's name in `--models` and in forecast files.
+pub const NAME: &str = "lstm";
+
+/// Rows per forward pass at inference (bounds peak memory).
+const CHUNK: usize = 1024;
+
+/// Multipliers of the p10 and p90 spreads around the median, fitted on the
+/// validation split so that each side misses its nominal share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Multiplier of `p50 − p10`.
+    pub lo: f64,
+    /// Multiplier of `p90 − p50`.
+    pub hi: f64,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Self { lo: 1.0, hi: 1.0 }
+    }
+}
+
+/// A (possibly trained) global LSTM with its card.
+pub struct LstmModel {
+    pub(crate) cfg: LstmConfig,
+    pub(crate) varmap: VarMap,
+    pub(crate) net: LstmNet,
+    pub(crate) device: Device,
+    /// Interval calibration applied to every forecast.
+    pub calibration: Calibration,
+    /// What is known about the model; written as `card.json`.
+    pub card: ModelCard,
+}
+
+impl std::fmt::Debug for LstmModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LstmModel").field("cfg", &self.cfg).field("calibration", &self.calibration).finish()
+    }
+}
+
+impl LstmModel {
+    /// A fresh model with deterministic weights from `cfg.seed`: matrices
+    /// uniform in ±1/√fan_in (the output layer ×0.1, so an untrained model
+    /// forecasts about its base), biases zero except the LSTM forget gates (1).
+    pub fn init(cfg: LstmConfig) -> Result<Self> {
+        cfg.validate()?;
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let net = LstmNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let mut rng = SplitMix64::new(cfg.seed);
+        for (name, var) in sorted_vars(&varmap) {
+            let dims = var.dims().to_vec();
+            let n: usize = dims.iter().product();
+            let vals: Vec<f32> = if dims.len() == 2 {
+                let mut bound = 1.0 / (dims[1] as f64).sqrt();
+                if name.starts_with("head.out") {
+                    bound *= 0.1;
+                }
+                (0..n).map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32).collect()
+            } else if name.contains("bias_ih") {
+                let hsz = n / 4;
+                (0..n).map(|i| if (hsz..2 * hsz).contains(&i) { 1.0 } else { 0.0 }).collect()
+            } else {
+                vec![0.0; n]
+            };
+            var.set(&Tensor::from_vec(vals, dims, &device)?)?;
+        }
+        let card = ModelCard::new(&cfg);
+        Ok(Self { cfg, varmap, net, device, calibration: Calibration::default(), card })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &LstmConfig {
+        &self.cfg
+    }
+
+    /// Every variable, in name order.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        sorted_vars(&self.varmap)
+    }
+
+    pub(crate) fn tensors(&self, inp: &Inputs) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
+        let b = inp.rows();
+        let d = &self.device;
+        let seq = Tensor::from_slice(&inp.seq, (b, self.cfg.patches(), self.cfg.step_features()), d)?;
+        let ctx = Tensor::from_slice(&inp.ctx, (b, self.cfg.context_features()), d)?;
+        let base = Tensor::from_slice(&inp.base, (b, self.cfg.horizon), d)?;
+        let target =
+            if inp.target.is_empty() { None } else { Some(Tensor::from_slice(&inp.target, (b, self.cfg.horizon), d)?) };
+        Ok((seq, ctx, base, target))
+    }
+
+    fn slice(inp: &Inputs, cfg: &LstmConfig, from: usize, to: usize) -> Inputs {
+        let (sf, cf, h) = (cfg.patches() * cfg.step_features(), cfg.context_features(), cfg.horizon);
+        Inputs {
+            seq: inp.seq[from * sf..to * sf].to_vec(),
+            ctx: inp.ctx[from * cf..to * cf].to_vec(),
+            base: inp.base[from * h..to * h].to_vec(),
+            target: if inp.target.is_empty() { vec![] } else { inp.target[from * h..to * h].to_vec() },
+            scaling: inp.scaling[from..to].to_vec(),
+        }
+    }
+
+    /// Raw (uncalibrated) quantiles in scaled units, `(rows, 3, horizon)` flattened.
+    pub(crate) fn raw(&self, inp: &Inputs) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(inp.rows() * 3 * self.cfg.horizon);
+        for from in (0..inp.rows()).step_by(CHUNK) {
+            let part = Self::slice(inp, &self.cfg, from, (from + CHUNK).min(inp.rows()));
+            let (seq, ctx, base, _) = self.tensors(&part)?;
+            out.extend(self.net.forward(&seq, &ctx, &base)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Mean validation pinball loss (scaled units).
+    pub(crate) fn loss(&self, inp: &Inputs) -> Result<f64> {
+        let mut total = 0.0;
+        for from in (0..inp.rows()).step_by(CHUNK) {
+            let to = (from + CHUNK).min(inp.rows());
+            let part = Self::slice(inp, &self.cfg, from, to);
+            let (seq, ctx, base, target) = self.tensors(&part)?;
+            let pred = self.net.forward(&seq, &ctx, &base)?;
+            let l = pinball_loss(&pred, &target.expect("validation targets"), self.cfg.quantiles)?;
+            total += l.to_scalar::<f32>()? as f64 * (to - from) as f64;
+        }
+        Ok(total / inp.rows().max(1) as f64)
+    }
+
+    /// Fits the spread multipliers on `inp` (with targets); returns them and
+    /// the p10–p90 coverage before and after.
+    pub(crate) fn calibrate(&self, inp: &Inputs) -> Result<(Calibration, (f64, f64))> {
+        let h = self.cfg.horizon;
+        let raw = self.raw(inp)?;
+        let (mut r_lo, mut r_hi) = (Vec::new(), Vec::new());
+        let mut inside = 0usize;
+        for r in 0..inp.rows() {
+            for k in 0..h {
+                let (lo, mid, hi) = (raw[(r * 3) * h + k], raw[(r * 3 + 1) * h + k], raw[(r * 3 + 2) * h + k]);
+                let y = inp.target[r * h + k];
+                if lo <= y && y <= hi {
+                    inside += 1;
+                }
+                if mid - lo > 1e-6 {
+                    r_lo.push(((mid - y) / (mid - lo)) as f64);
+                }
+                if hi - mid > 1e-6 {
+                    r_hi.push(((y - mid) / (hi - mid)) as f64);
+                }
+            }
+        }
+        let q = |mut v: Vec<f64>, p: f64| -> f64 {
+            if v.is_empty() {
+                return 1.0;
+            }
+            v.sort_by(f64::total_cmp);
+            v[((p * v.len() as f64) as usize).min(v.len() - 1)].max(0.0)
+        };
+        // Rounded to 4 decimals: such values survive card.json exactly, so a
+        // loaded model forecasts bit for bit what the trained one did.
+        let round = |v: f64| (v * 1e4).round() / 1e4;
+        let c =
+            Calibration { lo: round(q(r_lo, 1.0 - self.cfg.quantiles[0])), hi: round(q(r_hi, self.cfg.quantiles[2])) };
+        let mut inside_after = 0usize;
+        for r in 0..inp.rows() {
+            for k in 0..h {
+                let (lo, mid, hi) = (raw[(r * 3) * h + k], raw[(r * 3 + 1) * h + k], raw[(r * 3 + 2) * h + k]);
+                let (lo, hi) = (mid as f64 - c.lo * (mid - lo) as f64, mid as f64 + c.hi * (hi - mid) as f64);
+                let y = inp.target[r * h + k] as f64;
+                if lo <= y && y <= hi {
+                    inside_after += 1;
+                }
+            }
+        }
+        let n = (inp.rows() * h).max(1) as f64;
+        Ok((c, (inside as f64 / n, inside_after as f64 / n)))
+    }
+
+    /// Forecasts `horizon` (≤ the model's) bins after each history, in batches.
+    /// Errors: `TooShort` below `min_history`, `Missing` for a NaN in the window.
+    pub fn forecast(&self, histories: &[History<'_>], horizon: usize) -> headroom_forecast::Result<Vec<Forecast>> {
+        use headroom_forecast::Error as FE;
+        let invalid = |why: String| FE::Invalid(why);
+        if horizon == 0 || horizon > self.cfg.horizon {
+            return Err(invalid(format!("lstm forecasts 1..={} bins, {horizon} asked", self.cfg.horizon)));
+        }
+        let model_err =
+            |e: crate::error::Error| FE::Model { series: "batch".into(), model: NAME.into(), why: e.to_string() };
+        let mut inp = Inputs::default();
+        for hist in histories {
+            if hist.step_ms != self.cfg.step_ms {
+                return Err(invalid(format!(
+                    "{}: lstm was trained on a {} ms grid, history is on {} ms",
+                    hist.key, self.cfg.step_ms, hist.step_ms
+                )));
+            }
+            hist.window(self.cfg.min_history, NAME)?;
+            let w = hist.window(hist.values.len().min(self.cfg.window), NAME)?;
+            inp.push(&self.cfg, w, hist.origin_ms(), None);
+        }
+        let raw = self.raw(&inp).map_err(model_err)?;
+        let h = self.cfg.horizon;
+        let c = self.calibration;
+        histories
+            .iter()
+            .enumerate()
+            .map(|(r, hist)| {
+                let s = inp.scaling[r];
+                let (mut p10, mut p50, mut p90) =
+                    (Vec::with_capacity(horizon), Vec::with_capacity(horizon), Vec::with_capacity(horizon));
+                for k in 0..horizon {
+                    let (lo, mid, hi) =
+                        (raw[(r * 3) * h + k] as f64, raw[(r * 3 + 1) * h + k] as f64, raw[(r * 3 + 2) * h + k] as f64);
+                    let mut q = [s.invert(mid - c.lo * (mid - lo)), s.invert(mid), s.invert(mid + c.hi * (hi - mid))];
+                    if hist.key.unit().is_non_negative() {
+                        q = q.map(|v| v.max(0.0));
+                    }
+                    p10.push(q[0]);
+                    p50.push(q[1]);
+                    p90.push(q[2]);
+                }
+                Ok(Forecast {
+                    key: hist.key.clone(),
+                    model: NAME.into(),
+                    origin_ms: hist.origin_ms(),
+                    step_ms: hist.step_ms,
+                    q: Quantiles::new(p10, p50, p90)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The LSTM behind the [`Forecaster`] trait. Cheap to clone (shares the model).
+#[derive(Debug, Clone)]
+pub struct LstmForecaster {
+    model: Arc<LstmModel>,
+}
+
+impl LstmForecaster {
+    /// Wraps a trained or loaded model.
+    pub fn new(model: LstmModel) -> Self {
+        Self { model: Arc::new(model) }
+    }
+
+    /// The model inside.
+    pub fn model(&self) -> &LstmModel {
+        &self.model
+    }
+}
+
+#[derive(Debug)]
+struct FittedLstm {
+    q: Quantiles,
+}
+
+impl Fitted for FittedLstm {
+    fn predict(&self, horizon: usize) -> headroom_forecast::Result<Quantiles> {
+        if horizon == 0 || horizon > self.q.len() {
+            return Err(headroom_forecast::Error::Invalid(format!(
+                "lstm forecasts 1..={} bins, {horizon} asked",
+                self.q.len()
+            )));
+        }
+        Ok(Quantiles::new(
+            self.q.p10[..horizon].to_vec(),
+            self.q.p50[..horizon].to_vec(),
+            self.q.p90[..horizon].to_vec(),
+        )?)
+    }
+}
+
+impl Forecaster for LstmForecaster {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    /// "Fitting" a global model is a forward pass over the history; the
+    /// whole horizon is kept and `predict` truncates it.
+    fn fit(&self, history: &History<'_>) -> headroom_forecast::Result<Box<dyn Fitted>> {
+        let f = self.model.forecast(std::slice::from_ref(history), self.model.cfg.horizon)?;
+        let q = f.into_iter().next().expect("one forecast per history").q;
+        Ok(Box::new(FittedLstm { q }))
+    }
+
+    fn forecast_batch(&self, histories: &[History<'_>], horizon: usize) -> headroom_forecast::Result<Vec<Forecast>> {
+        self.model.forecast(histories, horizon)
+    }
+}

@@ -1,0 +1,78 @@
+//! The network: stacked single-layer LSTMs over input patches, and an MLP
+//! head that reads the last hidden state plus the seasonal channels and
+//! emits the horizon's three quantiles at once (direct multi-horizon).
+//!
+//! The median is `base + residual`; p10 and p90 are the median minus/plus a
+//! softplus, so the three quantiles never cross.
+
+use candle_core::{IndexOp, Module, Result, Tensor};
+use candle_nn::{LSTM, LSTMConfig, Linear, RNN, VarBuilder};
+
+use crate::config::LstmConfig as Config;
+
+/// The global LSTM forecaster network.
+#[derive(Debug, Clone)]
+pub struct LstmNet {
+    layers: Vec<LSTM>,
+    head_hidden: Linear,
+    head_out: Linear,
+    horizon: usize,
+}
+
+impl LstmNet {
+    /// Builds the layers under `vb`: `lstm{i}`, `head.hidden`, `head.out`.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for i in 0..cfg.layers {
+            let input = if i == 0 { cfg.step_features() } else { cfg.hidden };
+            layers.push(candle_nn::lstm(input, cfg.hidden, LSTMConfig::default(), vb.pp(format!("lstm{i}")))?);
+        }
+        let head_hidden =
+            candle_nn::linear(cfg.hidden + cfg.context_features(), cfg.head_hidden, vb.pp("head.hidden"))?;
+        let head_out = candle_nn::linear(cfg.head_hidden, 3 * cfg.horizon, vb.pp("head.out"))?;
+        Ok(Self { layers, head_hidden, head_out, horizon: cfg.horizon })
+    }
+
+    /// `seq (B, patches, step_features)`, `ctx (B, context)`, `base (B, horizon)`
+    /// → quantiles `(B, 3, horizon)` in scaled units.
+    pub fn forward(&self, seq: &Tensor, ctx: &Tensor, base: &Tensor) -> Result<Tensor> {
+        let (b, steps, _) = seq.dims3()?;
+        let mut xs: Vec<Tensor> = (0..steps).map(|t| seq.i((.., t, ..))?.contiguous()).collect::<Result<_>>()?;
+        for layer in &self.layers {
+            let mut state = layer.zero_state(b)?;
+            let mut hs = Vec::with_capacity(steps);
+            for x in &xs {
+                state = layer.step(x, &state)?;
+                hs.push(state.h().clone());
+            }
+            xs = hs;
+        }
+        let h = xs.pop().expect("at least one patch");
+        let z = if ctx.dim(1)? > 0 { Tensor::cat(&[&h, ctx], 1)? } else { h };
+        let o = self.head_out.forward(&self.head_hidden.forward(&z)?.gelu()?)?;
+        let o = o.reshape((b, 3, self.horizon))?;
+        let mid = (base + o.i((.., 1, ..))?)?;
+        let lo = (&mid - softplus(&o.i((.., 0, ..))?)?)?;
+        let hi = (&mid + softplus(&o.i((.., 2, ..))?)?)?;
+        Tensor::stack(&[lo, mid, hi], 1)
+    }
+}
+
+/// `log(1 + e^x)`, computed stably as `relu(x) + log(1 + e^{−|x|})`.
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// Mean pinball loss of `pred (B, 3, H)` against `target (B, H)` at `quantiles`.
+pub fn pinball_loss(pred: &Tensor, target: &Tensor, quantiles: [f64; 3]) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for (j, q) in quantiles.iter().enumerate() {
+        let d = (target - pred.i((.., j, ..))?)?;
+        let l = (d.affine(*q, 0.0)?.maximum(&d.affine(q - 1.0, 0.0)?)?).mean_all()?;
+        total = Some(match total {
+            None => l,
+            Some(t) => (t + l)?,
+        });
+    }
+    total.expect("three quantiles") / 3.0
+}

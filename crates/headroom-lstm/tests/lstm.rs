@@ -1,0 +1,220 @@
+//! Behaviour of the LSTM a user would notice: the loss, scaling and calendar
+//! against hand-computed values; a tiny model learns a daily cycle; model
+//! files round-trip bit for bit and refuse mismatches; training is deterministic.
+
+use candle_core::{Device, Tensor};
+use headroom_core::SeriesKey;
+use headroom_forecast::{Error as FE, Forecaster, History};
+use headroom_lstm::card::{CARD, FORMAT_VERSION};
+use headroom_lstm::features::{Scaling, calendar, pinball, seasonal};
+use headroom_lstm::model::pinball_loss;
+use headroom_lstm::{Base, Error, Expectation, LstmConfig, LstmForecaster, LstmModel, TrainOptions, train};
+
+const DAY: usize = 96;
+const STEP: i64 = 15 * 60_000;
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() < 1e-9, "{a} != {b}");
+}
+
+#[test]
+fn pinball_matches_hand_values() {
+    close(pinball(0.9, 2.0, 1.0), 0.9); // under-forecast: q · (y − p)
+    close(pinball(0.1, 2.0, 1.0), 0.1);
+    close(pinball(0.9, 0.0, 1.0), 0.1); // over-forecast: (1 − q) · (p − y)
+    close(pinball(0.5, 3.0, 1.0), 1.0);
+    // Tensor loss: one row, horizon 2, quantiles (0.1, 0.5, 0.9), target (1, 3).
+    // p10 = (0, 0): 0.1·1 + 0.1·3 = 0.4; p50 = (1, 1): 0 + 0.5·2 = 1.0; p90 = (2, 2): 0.1·1 + 0.9·1 = 1.0.
+    // Mean over 2 steps and 3 quantiles: (0.4 + 1.0 + 1.0) / 6 = 0.4.
+    let d = Device::Cpu;
+    let pred = Tensor::from_vec(vec![0f32, 0., 1., 1., 2., 2.], (1, 3, 2), &d).unwrap();
+    let target = Tensor::from_vec(vec![1f32, 3.], (1, 2), &d).unwrap();
+    let l = pinball_loss(&pred, &target, [0.1, 0.5, 0.9]).unwrap().to_scalar::<f32>().unwrap();
+    assert!((l as f64 - 0.4).abs() < 1e-6, "{l}");
+}
+
+#[test]
+fn scaling_is_level_of_last_day_over_seasonal_mae() {
+    // Two "days" of two bins: level = mean(3, 5) = 4; seasonal MAE = (|3−1| + |5−2|)/2 = 2.5.
+    let s = Scaling::of(&[1.0, 2.0, 3.0, 5.0], 2);
+    close(s.level, 4.0);
+    close(s.scale, 2.5);
+    close(s.apply(6.5, 30.0), 1.0);
+    close(s.apply(1e9, 30.0), 30.0);
+    close(s.invert(1.0), 6.5);
+    // A perfectly periodic window has seasonal MAE 0: floored at 5 % of its std (0.5 → 0.025).
+    let s = Scaling::of(&[0.0, 1.0, 0.0, 1.0], 2);
+    close(s.scale, 0.025);
+    // Seasonal channels of 1,2,3,5 (day 2) over 3 steps: last day 3,5,3; no week → last day; mean of 2 days 2,3.5,2.
+    let (d, w, m, has_week) = seasonal(&[1.0, 2.0, 3.0, 5.0], 2, 3);
+    assert_eq!((d.clone(), w, m, has_week), (vec![3.0, 5.0, 3.0], d, vec![2.0, 3.5, 2.0], false));
+}
+
+#[test]
+fn calendar_features_follow_utc_day_and_week() {
+    let s37 = (std::f64::consts::TAU * 3.0 / 7.0).sin();
+    let c37 = (std::f64::consts::TAU * 3.0 / 7.0).cos();
+    let c = calendar(0); // Thursday 1970-01-01 00:00: time of day 0, day of week 3/7.
+    for (a, b) in c.iter().zip([0.0, 1.0, s37, c37]) {
+        close(*a, b);
+    }
+    // Monday 1970-01-05 06:00: time of day 1/4, day of week (0 + 1/4)/7.
+    let c = calendar(4 * 86_400_000 + 6 * 3_600_000);
+    let w = std::f64::consts::TAU * 0.25 / 7.0;
+    for (a, b) in c.iter().zip([1.0, 0.0, w.sin(), w.cos()]) {
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+}
+
+/// Eight synthetic series: a daily cycle of different amplitude, phase and
+/// level, plus deterministic noise; 12 days each.
+fn synthetic() -> (Vec<SeriesKey>, Vec<Vec<f64>>) {
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
+    let mut state = 7u64;
+    for s in 0..8 {
+        keys.push(SeriesKey::new(format!("synthetic/s{s}"), "cpu").unwrap());
+        let (amp, phase, level) = (1.0 + s as f64, s as f64 * 0.7, 10.0 + 3.0 * s as f64);
+        values.push(
+            (0..12 * DAY)
+                .map(|t| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let noise = ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.2 * amp;
+                    level + amp * (std::f64::consts::TAU * t as f64 / DAY as f64 + phase).sin() + noise
+                })
+                .collect(),
+        );
+    }
+    (keys, values)
+}
+
+fn histories<'a>(keys: &'a [SeriesKey], values: &'a [Vec<f64>], upto: usize) -> Vec<History<'a>> {
+    keys.iter().zip(values).map(|(k, v)| History { key: k, start_ms: 0, step_ms: STEP, values: &v[..upto] }).collect()
+}
+
+/// A tiny model: no seasonal shortcut, so the LSTM itself must learn the cycle.
+fn tiny() -> LstmConfig {
+    LstmConfig {
+        window: 2 * DAY,
+        min_history: 2 * DAY,
+        patch: 16,
+        hidden: 16,
+        head_hidden: 32,
+        horizon: DAY,
+        seasonal_channels: false,
+        base: Base::Zero,
+        batch: 32,
+        max_steps: 120,
+        eval_every: 40,
+        stride: 4,
+        val_days: 1,
+        pad_prob: 0.0,
+        lr: 1e-2,
+        ..LstmConfig::default()
+    }
+}
+
+fn opts() -> TrainOptions {
+    TrainOptions { cut: None, command: "cargo test --workspace --test lstm".into(), progress: false }
+}
+
+fn trained() -> (LstmModel, Vec<SeriesKey>, Vec<Vec<f64>>) {
+    let (keys, values) = synthetic();
+    // Train on the first 10 days; days 11–12 stay unseen.
+    let (model, report) = train(&histories(&keys, &values, 10 * DAY), &tiny(), &opts()).unwrap();
+    assert!(report.train_samples > 0 && report.val_samples > 0);
+    (model, keys, values)
+}
+
+#[test]
+fn tiny_lstm_beats_last_value_on_a_daily_cycle() {
+    let (model, keys, values) = trained();
+    let fc = LstmForecaster::new(model);
+    let origin = 11 * DAY;
+    let out = fc.forecast_batch(&histories(&keys, &values, origin), DAY).unwrap();
+    let (mut lstm, mut last) = (0.0, 0.0);
+    for (f, v) in out.iter().zip(&values) {
+        assert_eq!(f.model, "lstm");
+        assert_eq!(f.origin_ms, origin as i64 * STEP);
+        for k in 0..DAY {
+            lstm += (f.q.p50[k] - v[origin + k]).abs();
+            last += (v[origin - 1] - v[origin + k]).abs();
+            assert!(f.q.p10[k] <= f.q.p50[k] && f.q.p50[k] <= f.q.p90[k]);
+        }
+    }
+    assert!(lstm < 0.5 * last, "lstm MAE sum {lstm:.2} vs last value {last:.2}");
+}
+
+#[test]
+fn model_files_round_trip_bit_for_bit_and_refuse_mismatches() {
+    let (model, keys, values) = trained();
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let expect = Expectation {
+        step_ms: STEP,
+        horizon: DAY,
+        feature_set: Some(tiny().feature_set()),
+        format_version: FORMAT_VERSION,
+    };
+    let loaded = LstmModel::load(dir.path(), &expect).unwrap();
+    let h = histories(&keys, &values, 11 * DAY);
+    let a = model.forecast(&h, DAY).unwrap();
+    let b = loaded.forecast(&h, DAY).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        for (p, q) in [(&x.q.p10, &y.q.p10), (&x.q.p50, &y.q.p50), (&x.q.p90, &y.q.p90)] {
+            assert!(p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits()));
+        }
+    }
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(CARD)).unwrap()).unwrap();
+    assert_eq!(card["training"]["command"], "cargo test --workspace --test lstm");
+    assert!(card["training"]["data_fingerprint"].as_str().unwrap().starts_with("fnv1a64:"));
+
+    let refuse = |e: Expectation, field: &str, card: &str, expected: &str| {
+        let err = LstmModel::load(dir.path(), &e).unwrap_err();
+        assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("`{field}`")) && msg.contains(card) && msg.contains(expected), "{msg}");
+    };
+    refuse(Expectation { horizon: 192, ..expect.clone() }, "horizon", "96", "192");
+    refuse(Expectation { step_ms: 300_000, ..expect.clone() }, "step_ms", "900000", "300000");
+    refuse(
+        Expectation { feature_set: Some("values/patch4".into()), ..expect.clone() },
+        "feature_set",
+        "patch16",
+        "patch4",
+    );
+    refuse(Expectation { format_version: 99, ..expect }, "format_version", &FORMAT_VERSION.to_string(), "99");
+}
+
+#[test]
+fn same_seed_same_weights() {
+    let (keys, values) = synthetic();
+    let h = histories(&keys, &values, 10 * DAY);
+    let cfg = LstmConfig { max_steps: 40, ..tiny() };
+    let weights = |cfg: &LstmConfig| -> Vec<(String, Vec<f32>)> {
+        let (m, _) = train(&h, cfg, &opts()).unwrap();
+        m.vars().into_iter().map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())).collect()
+    };
+    let a = weights(&cfg);
+    assert_eq!(a, weights(&cfg));
+    assert_ne!(a, weights(&LstmConfig { seed: 1, ..cfg }));
+}
+
+#[test]
+fn short_or_gappy_history_is_a_named_error() {
+    let model = LstmModel::init(LstmConfig::default()).unwrap();
+    let key = SeriesKey::new("node/a", "cpu").unwrap();
+    let short = vec![1.0; 100];
+    let err = model.forecast(&[History { key: &key, start_ms: 0, step_ms: STEP, values: &short }], 192).unwrap_err();
+    assert!(matches!(err, FE::TooShort { need: 192, have: 100, .. }), "{err}");
+    let mut gappy = vec![1.0; 700];
+    gappy[650] = f64::NAN;
+    let err = model.forecast(&[History { key: &key, start_ms: 0, step_ms: STEP, values: &gappy }], 192).unwrap_err();
+    assert!(matches!(err, FE::Missing { .. }), "{err}");
+    assert!(err.to_string().contains("node/a:cpu") && err.to_string().contains("1970-01-07T18:30:00"), "{err}");
+    // Shorter than the window but above the minimum: padded, and forecast.
+    let ok = vec![1.0; 300];
+    let f = model.forecast(&[History { key: &key, start_ms: 0, step_ms: STEP, values: &ok }], 192).unwrap();
+    assert_eq!(f[0].q.len(), 192);
+}
