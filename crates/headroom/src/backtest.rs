@@ -9,13 +9,11 @@ use anyhow::Context;
 use headroom_collect::files::FileOptions;
 use headroom_collect::limits::read_limits;
 use headroom_collect::resample::{ResampleConfig, resample_frame};
-use headroom_core::Forecast;
 use headroom_forecast::baselines::baseline;
 use headroom_forecast::evaluate::{Evaluation, evaluate};
 use headroom_forecast::metrics::ModelScore;
 use headroom_forecast::protocol::Protocol;
 use headroom_forecast::{Forecaster, baselines::BASELINES};
-use polars::prelude::ParquetWriter;
 
 use crate::cli::BacktestArgs;
 use crate::inspect::load;
@@ -56,7 +54,8 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn model(name: &str, _model_dir: &Path) -> anyhow::Result<Box<dyn Forecaster>> {
+/// A model by name: `lstm` (from `model_dir`) or a baseline.
+pub fn model(name: &str, _model_dir: &Path) -> anyhow::Result<Box<dyn Forecaster>> {
     if name == "lstm" {
         anyhow::bail!("--models lstm: the LSTM is not built yet; use the baselines {}", BASELINES.join(","));
     }
@@ -65,12 +64,7 @@ fn model(name: &str, _model_dir: &Path) -> anyhow::Result<Box<dyn Forecaster>> {
 
 fn write_outputs(dir: &Path, eval: &Evaluation) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("forecasts.parquet");
-    let tmp = dir.join(".forecasts.parquet.tmp");
-    let mut df = Forecast::to_frame(&eval.forecasts)?;
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    ParquetWriter::new(file).finish(&mut df).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+    crate::forecast::write_forecasts(&dir.join("forecasts.parquet"), &eval.forecasts)?;
 
     let scores = serde_json::json!({
         "protocol": Protocol::reference(),

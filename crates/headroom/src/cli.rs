@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the reference protocol over recorded metrics: every model forecasts every origin; scores per model.
     Backtest(BacktestArgs),
+    /// Forecast every series from the end of the data into the future.
+    Forecast(ForecastArgs),
     /// Collect samples from files, Prometheus or this host into the store or a file.
     Collect(CollectArgs),
     /// Print one line per series of a store or file: points, span, step, gaps, repairs.
@@ -51,6 +53,27 @@ pub struct BacktestArgs {
     /// How to print the scores.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// Recorded metrics (a file, a directory of files, or a store).
+    #[arg(long, default_value = "data/sample/metrics.parquet")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// The trained model directory used for `lstm`.
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// Models to run, comma-separated (`lstm` or a baseline name).
+    #[arg(long, value_delimiter = ',', default_value = "snaive-daily")]
+    pub models: Vec<String>,
+    /// How far ahead, e.g. `48h`.
+    #[arg(long, default_value = "48h")]
+    pub horizon: String,
+    /// Output file (`.parquet` or `.csv`), columns entity, metric, model, origin, ts, p10, p50, p90.
+    #[arg(long, default_value = "forecasts.parquet")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod backtest;
 mod cli;
 mod collect;
+mod forecast;
 mod inspect;
 mod output;
 
@@ -56,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     tokio::spawn(cancel_on_signal(cancel.clone()));
     match cli.command {
         Command::Collect(args) => collect::run(args, &cancel).await,
+        Command::Forecast(args) => forecast::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Backtest(args) => backtest::run(args),
     }

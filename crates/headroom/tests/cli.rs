@@ -306,3 +306,40 @@ fn cpu_seconds(pid: u32) -> f64 {
     let hz = Command::new("getconf").arg("CLK_TCK").output().unwrap();
     ticks / String::from_utf8_lossy(&hz.stdout).trim().parse::<f64>().unwrap()
 }
+
+#[test]
+fn forecast_continues_every_series_and_names_a_gap_in_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three days of a daily pattern at 15 minutes.
+    let mut csv = String::from("timestamp,cpu\n");
+    for i in 0..3 * 96 {
+        let v = 1.0 + (i % 96) as f64 / 96.0;
+        csv.push_str(&format!("{},{v}\n", headroom_core::format_ts(1_704_067_200_000 + i * 900_000)));
+    }
+    std::fs::write(dir.path().join("web.csv"), &csv).unwrap();
+    let out = headroom(
+        &["forecast", "--data", "web.csv", "--models", "snaive-daily", "--horizon", "24h", "--out", "f.csv"],
+        dir.path(),
+    );
+    ok(&out);
+    let text = std::fs::read_to_string(dir.path().join("f.csv")).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "entity,metric,model,origin,ts,p10,p50,p90");
+    assert_eq!(rows.len(), 1 + 96);
+    // Origin = the bin after the last sample; the daily pattern repeats.
+    assert!(rows[1].starts_with("web,cpu,snaive-daily,2024-01-04T00:00:00Z,2024-01-04T00:00:00Z,"), "{}", rows[1]);
+    let p50: f64 = rows[1].split(',').nth(6).unwrap().parse().unwrap();
+    assert!((p50 - 1.0).abs() < 1e-12, "{}", rows[1]);
+
+    // Six hours missing inside the last day: the window of snaive-daily holds a gap.
+    let holed: String = csv
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !(250..274).contains(i))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("web.csv"), holed).unwrap();
+    let err =
+        fails(&headroom(&["forecast", "--data", "web.csv", "--models", "snaive-daily", "--out", "f.csv"], dir.path()));
+    assert!(err.contains("web:cpu: missing value at 2024-01-03T14:15:00Z"), "{err}");
+}

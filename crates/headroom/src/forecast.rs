@@ -1,0 +1,88 @@
+//! `headroom forecast`: from the end of the data into the future.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use headroom_collect::resample::{DEFAULT_MAX_GAP_MS, ResampleConfig, resample_frame};
+use headroom_core::{Forecast, format_duration, parse_duration};
+use headroom_forecast::protocol::Protocol;
+use headroom_forecast::{Forecaster, History};
+use polars::prelude::ParquetWriter;
+
+use crate::backtest::model;
+use crate::cli::ForecastArgs;
+use crate::inspect::load;
+
+pub fn run(args: ForecastArgs) -> anyhow::Result<ExitCode> {
+    let step_ms = Protocol::reference().step_ms;
+    let horizon_ms = parse_duration(&args.horizon)?.as_millis() as i64;
+    if horizon_ms % step_ms != 0 {
+        anyhow::bail!("--horizon {}: must be a whole number of {} bins", args.horizon, format_duration(step_ms));
+    }
+    let horizon = (horizon_ms / step_ms) as usize;
+    let frame = load(&args.data, &args.file.options()?)?;
+    // Short gaps are interpolated; a long gap inside a model's window is an error naming the series and time.
+    let cfg = ResampleConfig { step_ms, max_gap_ms: DEFAULT_MAX_GAP_MS, strict: false };
+    let series = resample_frame(&frame, &cfg)?;
+    let histories: Vec<History<'_>> = series
+        .iter()
+        .filter(|s| !s.values.is_empty())
+        .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms, values: &s.values })
+        .collect();
+
+    let mut forecasts: Vec<Forecast> = Vec::new();
+    for name in &args.models {
+        let m: Box<dyn Forecaster> = model(name, &args.model)?;
+        forecasts.extend(m.forecast_batch(&histories, horizon)?);
+    }
+    write_forecasts(&args.out, &forecasts)?;
+    eprintln!(
+        "wrote {} forecasts ({} series × {} models, {horizon} bins of {}) to {}",
+        forecasts.len(),
+        histories.len(),
+        args.models.len(),
+        format_duration(step_ms),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes forecasts in the one forecast schema: Parquet, or CSV with RFC 3339 times.
+pub fn write_forecasts(path: &Path, forecasts: &[Forecast]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("forecasts")));
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => {
+            let mut df = Forecast::to_frame(forecasts)?;
+            let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            ParquetWriter::new(file).finish(&mut df).with_context(|| format!("writing {}", tmp.display()))?;
+        }
+        Some("csv") => {
+            use std::io::Write;
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            writeln!(w, "entity,metric,model,origin,ts,p10,p50,p90")?;
+            for f in forecasts {
+                let origin = headroom_core::format_ts(f.origin_ms);
+                for i in 0..f.q.len() {
+                    writeln!(
+                        w,
+                        "{},{},{},{origin},{},{},{},{}",
+                        f.key.entity,
+                        f.key.metric,
+                        f.model,
+                        headroom_core::format_ts(f.ts(i)),
+                        f.q.p10[i],
+                        f.q.p50[i],
+                        f.q.p90[i]
+                    )?;
+                }
+            }
+            w.flush()?;
+        }
+        _ => anyhow::bail!("--out {}: must end in .parquet or .csv", path.display()),
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
