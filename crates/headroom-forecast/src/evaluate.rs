@@ -115,8 +115,8 @@ pub fn evaluate(
     Ok(out)
 }
 
-/// One model over every history in one batch; when the batch fails, pair by
-/// pair, with the fallback where the history is too short.
+/// One model over every history, in one batch per core; when a batch fails,
+/// pair by pair, with the fallback where the history is too short.
 fn forecast_all(
     model: &dyn Forecaster,
     fallback: &dyn Forecaster,
@@ -124,8 +124,15 @@ fn forecast_all(
     horizon: usize,
     fallbacks: &mut Vec<Fallback>,
 ) -> Result<Vec<Forecast>> {
-    if let Ok(all) = model.forecast_batch(histories, horizon) {
-        return Ok(all);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = histories.len().div_ceil(threads).max(1);
+    let batches: Vec<Result<Vec<Forecast>>> = std::thread::scope(|s| {
+        let running: Vec<_> =
+            histories.chunks(chunk).map(|c| s.spawn(move || model.forecast_batch(c, horizon))).collect();
+        running.into_iter().map(|t| t.join().expect("a forecasting thread panicked")).collect()
+    });
+    if batches.iter().all(Result::is_ok) {
+        return Ok(batches.into_iter().flat_map(|b| b.expect("checked")).collect());
     }
     let mut out = Vec::with_capacity(histories.len());
     for h in histories {

@@ -5,6 +5,13 @@
 //! the errors `actual − forecast` are pooled per bucket of neighbouring
 //! horizon steps ([`IntervalConfig::bucket_ms`]), and each step's band is the
 //! point forecast plus the bucket's 10th and 90th error percentiles.
+//!
+//! Where residuals are too few (short history) the band is widened, not left
+//! narrow: a bucket with under [`IntervalConfig::min_residuals`] errors takes
+//! the nearest full bucket's offsets scaled by `sqrt(lead ratio)`; a method
+//! that cannot be replayed at all borrows the last-value method's errors (how
+//! much the series moved over the same lead); a one-value history gets a
+//! zero-width band.
 
 use headroom_core::Quantiles;
 
@@ -21,7 +28,7 @@ pub struct IntervalConfig {
     pub stride_ms: i64,
     /// Width of a bucket of horizon steps whose errors are pooled (ms; default 6 h, 8 buckets over 48 h).
     pub bucket_ms: i64,
-    /// Fewest errors a bucket needs for its own percentiles (default 30); see [`bands`] for what happens below it.
+    /// Fewest errors a bucket needs for its own percentiles (default 30); below it the band is widened (see the module docs).
     pub min_residuals: usize,
     /// Lower quantile level of the band (default 0.10).
     pub lower: f64,
@@ -69,6 +76,21 @@ pub fn residual_quantile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// The same quantile as [`residual_quantile`] of `values` in any order, found
+/// by selection in linear time (the values are reordered, not sorted).
+pub fn select_quantile(values: &mut [f64], q: f64) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+    let lo = pos.floor() as usize;
+    let (_, at, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let lo_v = *at;
+    let hi_v = if lo + 1 < n { above.iter().copied().fold(f64::INFINITY, f64::min) } else { lo_v };
+    lo_v + (pos - lo as f64) * (hi_v - lo_v)
+}
+
 /// Errors `actual − forecast` of `method` replayed inside `y`, per bucket of
 /// `width` horizon steps. Origins go back from the last bin every `stride`
 /// bins, no earlier than `method.min_history()` nor `lookback` bins before the end.
@@ -103,10 +125,8 @@ fn own_offsets(buckets: &mut [Vec<f64>], cfg: &IntervalConfig) -> Vec<Option<(f6
     buckets
         .iter_mut()
         .map(|e| {
-            (e.len() >= cfg.min_residuals.max(1)).then(|| {
-                e.sort_by(f64::total_cmp);
-                (residual_quantile(e, cfg.lower).min(0.0), residual_quantile(e, cfg.upper).max(0.0))
-            })
+            (e.len() >= cfg.min_residuals.max(1))
+                .then(|| (select_quantile(e, cfg.lower).min(0.0), select_quantile(e, cfg.upper).max(0.0)))
         })
         .collect()
 }
@@ -166,6 +186,23 @@ pub(crate) fn bands(
 mod tests {
     use super::*;
     use crate::baselines::naive::Seasonal;
+
+    #[test]
+    fn selection_gives_the_sorted_quantile() {
+        let mut rng = 12345u64;
+        let mut v: Vec<f64> = (0..1001)
+            .map(|_| {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect();
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        for q in [0.0, 0.1, 0.5, 0.9, 0.999, 1.0] {
+            assert_eq!(select_quantile(&mut v, q), residual_quantile(&sorted, q), "q = {q}");
+        }
+        assert!(select_quantile(&mut [], 0.5).is_nan());
+    }
 
     #[test]
     fn residual_quantile_matches_hand_computed_values() {
