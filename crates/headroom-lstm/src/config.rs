@@ -94,6 +94,19 @@ pub struct LstmConfig {
     /// model the padding used for short histories).
     #[serde(default = "default_pad_prob")]
     pub pad_prob: f64,
+    /// Probability that a training sample gets a synthetic level shift: from a
+    /// random bin of its last two days on (through the target), every value
+    /// moves by a random multiple (±0.5–2) of the window's standard deviation.
+    /// Teaches the network to follow regime changes the training series rarely show.
+    #[serde(default)]
+    pub shift_prob: f64,
+    /// Bins of recent history whose range bounds the interval: p90 never
+    /// exceeds the larger of the median and the maximum of the last
+    /// `envelope` bins (p10 likewise below); 0 turns it off. Default: one
+    /// horizon (48 h), a persistence prior for peaks, so a saturation alarm
+    /// from p90 needs the median or a recent peak to reach the threshold.
+    #[serde(default = "default_envelope")]
+    pub envelope: usize,
     /// Widen/narrow p10 and p90 on the validation split so each misses 10 % (conformal-style).
     #[serde(default = "yes")]
     pub calibrate: bool,
@@ -158,6 +171,9 @@ fn default_stride() -> usize {
 }
 fn default_val_days() -> usize {
     3
+}
+fn default_envelope() -> usize {
+    192
 }
 fn default_pad_prob() -> f64 {
     0.1
@@ -231,6 +247,9 @@ impl LstmConfig {
         }
         if !(self.lr > 0.0) {
             return bad("lr", self.lr.to_string(), "must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.shift_prob) {
+            return bad("shift_prob", self.shift_prob.to_string(), "must be in [0, 1]");
         }
         if !(0.0..=1.0).contains(&self.pad_prob) {
             return bad("pad_prob", self.pad_prob.to_string(), "must be in [0, 1]");

@@ -93,6 +93,9 @@ pub struct Inputs {
     pub target: Vec<f32>,
     /// One per row.
     pub scaling: Vec<Scaling>,
+    /// One per row: (min, max) of the last `envelope` real values, scaled
+    /// (±∞ when the envelope is off).
+    pub envelope: Vec<(f64, f64)>,
 }
 
 impl Inputs {
@@ -141,6 +144,14 @@ impl Inputs {
             Base::Zero => self.base.extend(std::iter::repeat_n(0.0, cfg.horizon)),
             Base::SnaiveDaily => self.base.extend(last_day.iter().map(|v| s.apply(*v, cfg.clip) as f32)),
             Base::SeasonalMean => self.base.extend(mean.iter().map(|v| s.apply(*v, cfg.clip) as f32)),
+        }
+        if cfg.envelope > 0 {
+            let recent = &real[n.saturating_sub(cfg.envelope)..];
+            let lo = recent.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = recent.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            self.envelope.push(((lo - s.level) / s.scale, (hi - s.level) / s.scale));
+        } else {
+            self.envelope.push((f64::NEG_INFINITY, f64::INFINITY));
         }
         if let Some(t) = target {
             self.target.extend(t.iter().map(|v| s.apply(*v, cfg.clip) as f32));

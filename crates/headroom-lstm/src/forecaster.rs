@@ -116,6 +116,7 @@ impl LstmModel {
             base: inp.base[from * h..to * h].to_vec(),
             target: if inp.target.is_empty() { vec![] } else { inp.target[from * h..to * h].to_vec() },
             scaling: inp.scaling[from..to].to_vec(),
+            envelope: inp.envelope[from..to].to_vec(),
         }
     }
 
@@ -149,44 +150,52 @@ impl LstmModel {
     pub(crate) fn calibrate(&self, inp: &Inputs) -> Result<(Calibration, (f64, f64))> {
         let h = self.cfg.horizon;
         let raw = self.raw(inp)?;
-        let (mut r_lo, mut r_hi) = (Vec::new(), Vec::new());
+        let get = |r: usize, k: usize| {
+            (raw[(r * 3) * h + k] as f64, raw[(r * 3 + 1) * h + k] as f64, raw[(r * 3 + 2) * h + k] as f64)
+        };
         let mut inside = 0usize;
         for r in 0..inp.rows() {
             for k in 0..h {
-                let (lo, mid, hi) = (raw[(r * 3) * h + k], raw[(r * 3 + 1) * h + k], raw[(r * 3 + 2) * h + k]);
-                let y = inp.target[r * h + k];
-                if lo <= y && y <= hi {
-                    inside += 1;
-                }
-                if mid - lo > 1e-6 {
-                    r_lo.push(((mid - y) / (mid - lo)) as f64);
-                }
-                if hi - mid > 1e-6 {
-                    r_hi.push(((y - mid) / (hi - mid)) as f64);
-                }
+                let (lo, hi) = bounds(get(r, k), Calibration::default(), inp.envelope[r]);
+                let y = inp.target[r * h + k] as f64;
+                inside += usize::from(lo <= y && y <= hi);
             }
         }
-        let q = |mut v: Vec<f64>, p: f64| -> f64 {
-            if v.is_empty() {
-                return 1.0;
+        // Share of targets below the upper (above the lower) bound for a spread multiplier m.
+        let share = |m: f64, upper: bool| -> f64 {
+            let c = if upper { Calibration { lo: 1.0, hi: m } } else { Calibration { lo: m, hi: 1.0 } };
+            let mut ok = 0usize;
+            for r in 0..inp.rows() {
+                for k in 0..h {
+                    let (lo, hi) = bounds(get(r, k), c, inp.envelope[r]);
+                    let y = inp.target[r * h + k] as f64;
+                    ok += usize::from(if upper { y <= hi } else { y >= lo });
+                }
             }
-            v.sort_by(f64::total_cmp);
-            v[((p * v.len() as f64) as usize).min(v.len() - 1)].max(0.0)
+            ok as f64 / (inp.rows() * h).max(1) as f64
         };
-        // Rounded to 4 decimals: such values survive card.json exactly, so a
-        // loaded model forecasts bit for bit what the trained one did.
-        let round = |v: f64| (v * 1e4).round() / 1e4;
-        let c =
-            Calibration { lo: round(q(r_lo, 1.0 - self.cfg.quantiles[0])), hi: round(q(r_hi, self.cfg.quantiles[2])) };
+        // Bisection on the multiplier (monotone in it), within [1/4, 4].
+        let fit = |target: f64, upper: bool| -> f64 {
+            let (mut a, mut b) = (0.25f64, 4.0f64);
+            for _ in 0..20 {
+                let m = 0.5 * (a + b);
+                if share(m, upper) < target {
+                    a = m;
+                } else {
+                    b = m;
+                }
+            }
+            // Rounded to 4 decimals: such values survive card.json exactly, so a
+            // loaded model forecasts bit for bit what the trained one did.
+            (b * 1e4).round() / 1e4
+        };
+        let c = Calibration { lo: fit(1.0 - self.cfg.quantiles[0], false), hi: fit(self.cfg.quantiles[2], true) };
         let mut inside_after = 0usize;
         for r in 0..inp.rows() {
             for k in 0..h {
-                let (lo, mid, hi) = (raw[(r * 3) * h + k], raw[(r * 3 + 1) * h + k], raw[(r * 3 + 2) * h + k]);
-                let (lo, hi) = (mid as f64 - c.lo * (mid - lo) as f64, mid as f64 + c.hi * (hi - mid) as f64);
+                let (lo, hi) = bounds(get(r, k), c, inp.envelope[r]);
                 let y = inp.target[r * h + k] as f64;
-                if lo <= y && y <= hi {
-                    inside_after += 1;
-                }
+                inside_after += usize::from(lo <= y && y <= hi);
             }
         }
         let n = (inp.rows() * h).max(1) as f64;
@@ -204,6 +213,11 @@ impl LstmModel {
         let model_err =
             |e: crate::error::Error| FE::Model { series: "batch".into(), model: NAME.into(), why: e.to_string() };
         let mut inp = Inputs::default();
+        // A window that never moved (a fixed limit, an idle flag) is forecast
+        // as that constant with no spread: the network would add float dust
+        // around it, which flips "max above threshold" tests on thresholds
+        // equal to the constant.
+        let mut constant = Vec::with_capacity(histories.len());
         for hist in histories {
             if hist.step_ms != self.cfg.step_ms {
                 return Err(invalid(format!(
@@ -213,6 +227,8 @@ impl LstmModel {
             }
             hist.window(self.cfg.min_history, NAME)?;
             let w = hist.window(hist.values.len().min(self.cfg.window), NAME)?;
+            let first = w[0];
+            constant.push(w.iter().all(|v| *v == first).then_some(first));
             inp.push(&self.cfg, w, hist.origin_ms(), None);
         }
         let raw = self.raw(&inp).map_err(model_err)?;
@@ -222,13 +238,23 @@ impl LstmModel {
             .iter()
             .enumerate()
             .map(|(r, hist)| {
+                if let Some(v) = constant[r] {
+                    return Ok(Forecast {
+                        key: hist.key.clone(),
+                        model: NAME.into(),
+                        origin_ms: hist.origin_ms(),
+                        step_ms: hist.step_ms,
+                        q: Quantiles::point(vec![v; horizon])?,
+                    });
+                }
                 let s = inp.scaling[r];
                 let (mut p10, mut p50, mut p90) =
                     (Vec::with_capacity(horizon), Vec::with_capacity(horizon), Vec::with_capacity(horizon));
                 for k in 0..horizon {
                     let (lo, mid, hi) =
                         (raw[(r * 3) * h + k] as f64, raw[(r * 3 + 1) * h + k] as f64, raw[(r * 3 + 2) * h + k] as f64);
-                    let mut q = [s.invert(mid - c.lo * (mid - lo)), s.invert(mid), s.invert(mid + c.hi * (hi - mid))];
+                    let (lo, hi) = bounds((lo, mid, hi), c, inp.envelope[r]);
+                    let mut q = [s.invert(lo), s.invert(mid), s.invert(hi)];
                     if hist.key.unit().is_non_negative() {
                         q = q.map(|v| v.max(0.0));
                     }
@@ -246,6 +272,15 @@ impl LstmModel {
             })
             .collect()
     }
+}
+
+/// The lower and upper bounds of one step (scaled units): spreads around
+/// the median times the calibration, then held inside the envelope unless
+/// the median itself is outside it.
+fn bounds((lo, mid, hi): (f64, f64, f64), c: Calibration, (env_lo, env_hi): (f64, f64)) -> (f64, f64) {
+    let lo = mid - c.lo * (mid - lo);
+    let hi = mid + c.hi * (hi - mid);
+    (lo.max(env_lo.min(mid)), hi.min(env_hi.max(mid)))
 }
 
 /// The LSTM behind the [`Forecaster`] trait. Cheap to clone (shares the model).

@@ -207,7 +207,24 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
                 }
             }
             let origin_ms = s.start_ms + smp.origin as i64 * s.step_ms;
-            inp.push(cfg, &s.values[from..smp.origin], origin_ms, Some(&s.values[smp.origin..smp.origin + h]));
+            let (win, tgt) = (&s.values[from..smp.origin], &s.values[smp.origin..smp.origin + h]);
+            let shift = rng.as_deref_mut().is_some_and(|r| r.next_f64() < cfg.shift_prob);
+            match rng.as_deref_mut() {
+                Some(r) if shift => {
+                    let mut v: Vec<f64> = win.iter().chain(tgt).copied().collect();
+                    let n = win.len();
+                    let mean = win.iter().sum::<f64>() / n as f64;
+                    let std = (win.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
+                    let at = n - 1 - r.below((2 * day).min(n - day - 1));
+                    let sign = if r.next_f64() < 0.5 { -1.0 } else { 1.0 };
+                    let delta = sign * (0.5 + 1.5 * r.next_f64()) * std;
+                    for x in &mut v[at..] {
+                        *x += delta;
+                    }
+                    inp.push(cfg, &v[..n], origin_ms, Some(&v[n..]));
+                }
+                _ => inp.push(cfg, win, origin_ms, Some(tgt)),
+            }
         }
         inp
     };

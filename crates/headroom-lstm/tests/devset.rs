@@ -137,7 +137,12 @@ fn devset() {
     }
     flush(cur.take());
     let mut all = (vec![], vec![]);
+    let mut backtest = serde_json::Map::new();
     for (g, (a, b)) in &per {
+        backtest.insert(
+            format!("mean_mase_{g}"),
+            serde_json::json!({"lstm": a.iter().sum::<f64>() / a.len() as f64, "snaive_daily": b.iter().sum::<f64>() / b.len() as f64, "series": a.len()}),
+        );
         println!(
             "group {g}: series {} lstm MASE {:.3}  snaive_daily {:.3}",
             a.len(),
@@ -152,6 +157,20 @@ fn devset() {
         all.0.iter().sum::<f64>() / all.0.len() as f64,
         all.1.iter().sum::<f64>() / all.1.len() as f64
     );
+    backtest.insert(
+        "mean_mase_all".into(),
+        serde_json::json!({"lstm": all.0.iter().sum::<f64>() / all.0.len() as f64, "snaive_daily": all.1.iter().sum::<f64>() / all.1.len() as f64, "series": all.0.len()}),
+    );
+    if let Ok(dir) = std::env::var("LSTM_SAVE") {
+        // The caller's backtest slot: this run's per-group MASE (score.py's JSON can be merged in later).
+        let path = Path::new(&dir).join("card.json");
+        let mut card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        card["backtest"] = serde_json::json!({"protocol": "reference (score.py): 15-min bins, daily origins, 48 h", "devset": backtest});
+        if let Ok(notes) = std::env::var("LSTM_NOTES") {
+            card["notes"] = serde_json::from_str(&std::fs::read_to_string(notes).unwrap()).unwrap();
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&card).unwrap() + "\n").unwrap();
+    }
     let mut df = Forecast::to_frame(&forecasts).unwrap();
     let path = out.join("forecasts.parquet");
     ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut df).unwrap();
