@@ -5,7 +5,7 @@
 //! group (the entity's first path part: `nab`, `asd`, `dc`, `k8s`, …).
 //!
 //! A model that cannot forecast a pair because the history is too short gets
-//! the fallback model's forecast for that pair, recorded in
+//! the forecast of the first fallback model that can, recorded in
 //! [`Evaluation::fallbacks`] (and logged); every other error stops the run.
 
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ pub fn evaluate(
     series: &[ResampledSeries],
     limits: &Limits,
     models: &[&dyn Forecaster],
-    fallback: &dyn Forecaster,
+    fallbacks: &[&dyn Forecaster],
     protocol: &Protocol,
 ) -> Result<Evaluation> {
     for s in series {
@@ -93,7 +93,8 @@ pub fn evaluate(
         skipped,
     };
     for model in models {
-        let forecasts = forecast_all(*model, fallback, &only, protocol.horizon, &mut out.fallbacks)?;
+        let (forecasts, used) = forecast_with_fallback(*model, fallbacks, &only, protocol.horizon)?;
+        out.fallbacks.extend(used);
         let mut per_series: Vec<Vec<PairScore>> = vec![Vec::new(); series.len()];
         for ((i, h), f) in histories.iter().zip(&forecasts) {
             let s = &series[*i];
@@ -115,15 +116,17 @@ pub fn evaluate(
     Ok(out)
 }
 
-/// One model over every history, in one batch per core; when a batch fails,
-/// pair by pair, with the fallback where the history is too short.
-fn forecast_all(
+/// One model over every history, in one batch per core. When a batch fails,
+/// pair by pair: a pair whose history is too short for `model` is forecast by
+/// the first model of `chain` that can (each case returned as a [`Fallback`]
+/// and logged); any other error stops the run. The forecasts keep `model`'s
+/// name, so a forecast file has one row set per model and pair.
+pub fn forecast_with_fallback(
     model: &dyn Forecaster,
-    fallback: &dyn Forecaster,
+    chain: &[&dyn Forecaster],
     histories: &[History<'_>],
     horizon: usize,
-    fallbacks: &mut Vec<Fallback>,
-) -> Result<Vec<Forecast>> {
+) -> Result<(Vec<Forecast>, Vec<Fallback>)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = histories.len().div_ceil(threads).max(1);
     let batches: Vec<Result<Vec<Forecast>>> = std::thread::scope(|s| {
@@ -132,31 +135,49 @@ fn forecast_all(
         running.into_iter().map(|t| t.join().expect("a forecasting thread panicked")).collect()
     });
     if batches.iter().all(Result::is_ok) {
-        return Ok(batches.into_iter().flat_map(|b| b.expect("checked")).collect());
+        return Ok((batches.into_iter().flat_map(|b| b.expect("checked")).collect(), Vec::new()));
     }
     let mut out = Vec::with_capacity(histories.len());
+    let mut fallbacks = Vec::new();
     for h in histories {
-        match model.forecast_batch(std::slice::from_ref(h), horizon) {
-            Ok(mut f) => out.append(&mut f),
-            Err(e @ Error::TooShort { .. }) => {
-                tracing::info!(model = model.name(), series = %h.key, origin = %format_ts(h.origin_ms()), reason = %e, fallback = fallback.name(), "fallback");
-                let mut f = fallback.forecast_batch(std::slice::from_ref(h), horizon)?;
-                for x in &mut f {
-                    x.model = model.name().to_owned();
-                }
-                fallbacks.push(Fallback {
-                    model: model.name().to_owned(),
-                    series: h.key.to_string(),
-                    origin: format_ts(h.origin_ms()),
-                    used: fallback.name().to_owned(),
-                    reason: e.to_string(),
-                });
+        let one = std::slice::from_ref(h);
+        let reason = match model.forecast_batch(one, horizon) {
+            Ok(mut f) => {
                 out.append(&mut f);
+                continue;
             }
+            Err(e @ Error::TooShort { .. }) => e,
             Err(e) => return Err(e),
+        };
+        let mut last_err = reason.to_string();
+        let mut done = false;
+        for fb in chain {
+            match fb.forecast_batch(one, horizon) {
+                Ok(mut f) => {
+                    tracing::info!(model = model.name(), series = %h.key, origin = %format_ts(h.origin_ms()), reason = %reason, used = fb.name(), "fallback");
+                    for x in &mut f {
+                        x.model = model.name().to_owned();
+                    }
+                    fallbacks.push(Fallback {
+                        model: model.name().to_owned(),
+                        series: h.key.to_string(),
+                        origin: format_ts(h.origin_ms()),
+                        used: fb.name().to_owned(),
+                        reason: reason.to_string(),
+                    });
+                    out.append(&mut f);
+                    done = true;
+                    break;
+                }
+                Err(e @ Error::TooShort { .. }) => last_err = e.to_string(),
+                Err(e) => return Err(e),
+            }
+        }
+        if !done {
+            return Err(Error::Invalid(format!("{reason}; no fallback could forecast it either ({last_err})")));
         }
     }
-    Ok(out)
+    Ok((out, fallbacks))
 }
 
 #[cfg(test)]
@@ -209,7 +230,7 @@ mod tests {
         let mut limits = Limits::new();
         limits.insert(s[1].key.clone(), Limit::threshold(40.0));
         let last = Last { need: 0 };
-        let e = evaluate(&s, &limits, &[&last], &last, &p).unwrap();
+        let e = evaluate(&s, &limits, &[&last], &[&last], &p).unwrap();
         assert_eq!(e.forecasts.len(), 12); // 6 origins each
         assert!(e.forecasts.iter().all(|f| f.q.len() == 192));
         assert_eq!(e.forecasts[0].origin_ms, 672 * 900_000);
@@ -228,7 +249,7 @@ mod tests {
         let s = vec![series("dc/x", vec![1.0; 748])]; // origins at 364, 460, 556
         let picky = Last { need: 400 };
         let last = Last { need: 0 };
-        let e = evaluate(&s, &Limits::new(), &[&picky], &last, &p).unwrap();
+        let e = evaluate(&s, &Limits::new(), &[&picky], &[&picky, &last], &p).unwrap();
         assert_eq!(e.forecasts.len(), 3);
         assert!(e.forecasts.iter().all(|f| f.model == "picky"));
         assert_eq!(e.fallbacks.len(), 1);
@@ -241,7 +262,7 @@ mod tests {
         let mut s = series("nab/a", vec![1.0; 10]);
         s.grid = Grid::new(300_000, 0, 3_000_000).unwrap();
         let last = Last { need: 0 };
-        let e = evaluate(&[s], &Limits::new(), &[&last], &last, &Protocol::reference()).unwrap_err();
+        let e = evaluate(&[s], &Limits::new(), &[&last], &[&last], &Protocol::reference()).unwrap_err();
         assert!(e.to_string().contains("grid step 300000 ms"), "{e}");
     }
 }

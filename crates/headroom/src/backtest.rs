@@ -33,7 +33,8 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     };
     let models: Vec<Box<dyn Forecaster>> =
         names.iter().map(|n| model(n, &args.model)).collect::<anyhow::Result<_>>()?;
-    let fallback = baseline("snaive-daily")?;
+    let chain = fallback_chain()?;
+    let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
     let refs: Vec<&dyn Forecaster> = models.iter().map(|m| m.as_ref()).collect();
     eprintln!(
         "backtest: {} series from {}, models {}, origins every {} bins, horizon {} bins of {}",
@@ -45,13 +46,19 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
         headroom_core::format_duration(protocol.step_ms)
     );
     let started = std::time::Instant::now();
-    let eval = evaluate(&series, &limits, &refs, fallback.as_ref(), &protocol)?;
+    let eval = evaluate(&series, &limits, &refs, &chain, &protocol)?;
     eprintln!("backtest: {} forecasts in {:.1} s", eval.forecasts.len(), started.elapsed().as_secs_f64());
 
     write_outputs(&args.out, &eval)?;
     print_scores(&eval, args.output)?;
     eprintln!("wrote {0}/forecasts.parquet and {0}/scores.json", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a model without enough history for a series turns: daily seasonal
+/// naive (one day of history), else the last value.
+pub fn fallback_chain() -> anyhow::Result<Vec<Box<dyn Forecaster>>> {
+    Ok(vec![baseline("snaive-daily")?, baseline("last")?])
 }
 
 /// A model by name: `lstm` (from `model_dir`) or a baseline.

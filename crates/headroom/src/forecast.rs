@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use headroom_collect::resample::{DEFAULT_MAX_GAP_MS, ResampleConfig, resample_frame};
 use headroom_core::{Forecast, format_duration, parse_duration};
+use headroom_forecast::evaluate::forecast_with_fallback;
 use headroom_forecast::protocol::Protocol;
 use headroom_forecast::{Forecaster, History};
 use polars::prelude::ParquetWriter;
 
-use crate::backtest::model;
+use crate::backtest::{fallback_chain, model};
 use crate::cli::ForecastArgs;
 use crate::inspect::load;
 
@@ -31,12 +32,25 @@ pub fn run(args: ForecastArgs) -> anyhow::Result<ExitCode> {
         .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms, values: &s.values })
         .collect();
 
+    let chain = fallback_chain()?;
+    let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
     let mut forecasts: Vec<Forecast> = Vec::new();
+    let mut fallbacks = Vec::new();
     for name in &args.models {
         let m: Box<dyn Forecaster> = model(name, &args.model)?;
-        forecasts.extend(m.forecast_batch(&histories, horizon)?);
+        let (f, used) = forecast_with_fallback(m.as_ref(), &chain, &histories, horizon)?;
+        forecasts.extend(f);
+        fallbacks.extend(used);
     }
     write_forecasts(&args.out, &forecasts)?;
+    if !fallbacks.is_empty() {
+        let sidecar = args.out.with_extension("fallbacks.json");
+        std::fs::write(&sidecar, serde_json::to_string_pretty(&fallbacks)?)?;
+        for f in &fallbacks {
+            eprintln!("{}: {} used {} instead: {}", f.series, f.model, f.used, f.reason);
+        }
+        eprintln!("{} series forecast by a fallback model, listed in {}", fallbacks.len(), sidecar.display());
+    }
     eprintln!(
         "wrote {} forecasts ({} series × {} models, {horizon} bins of {}) to {}",
         forecasts.len(),

@@ -331,6 +331,21 @@ fn forecast_continues_every_series_and_names_a_gap_in_the_window() {
     let p50: f64 = rows[1].split(',').nth(6).unwrap().parse().unwrap();
     assert!((p50 - 1.0).abs() < 1e-12, "{}", rows[1]);
 
+    // Half a day of history is too little for daily seasonal naive: the last value stands in, and says so.
+    std::fs::write(dir.path().join("new.csv"), csv.lines().take(49).map(|l| format!("{l}\n")).collect::<String>())
+        .unwrap();
+    let out =
+        headroom(&["forecast", "--data", "new.csv", "--models", "snaive-daily", "--out", "g.parquet"], dir.path());
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("new:cpu: snaive-daily used last instead: new:cpu: snaive-daily needs at least 96 points"),
+        "{said}"
+    );
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("g.fallbacks.json")).unwrap()).unwrap();
+    assert_eq!(sidecar[0]["used"], "last");
+
     // Six hours missing inside the last day: the window of snaive-daily holds a gap.
     let holed: String = csv
         .lines()
