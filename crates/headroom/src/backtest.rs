@@ -27,9 +27,13 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     let cfg = ResampleConfig { step_ms: protocol.step_ms, max_gap_ms: i64::MAX, strict: false };
     let series = resample_frame(&frame, &cfg)?;
 
+    // Default: the LSTM when a model is there, then every baseline.
     let names: Vec<String> = match &args.models {
         Some(list) => list.clone(),
-        None => BASELINES.iter().map(|s| s.to_string()).collect(),
+        None => {
+            let lstm = args.model.join(headroom_lstm::card::CARD).is_file().then(|| headroom_lstm::NAME.to_owned());
+            lstm.into_iter().chain(BASELINES.iter().map(|s| s.to_string())).collect()
+        }
     };
     let models: Vec<Box<dyn Forecaster>> =
         names.iter().map(|n| model(n, &args.model)).collect::<anyhow::Result<_>>()?;
@@ -62,11 +66,21 @@ pub fn fallback_chain() -> anyhow::Result<Vec<Box<dyn Forecaster>>> {
 }
 
 /// A model by name: `lstm` (from `model_dir`) or a baseline.
-pub fn model(name: &str, _model_dir: &Path) -> anyhow::Result<Box<dyn Forecaster>> {
-    if name == "lstm" {
-        anyhow::bail!("--models lstm: the LSTM is not built yet; use the baselines {}", BASELINES.join(","));
+pub fn model(name: &str, model_dir: &Path) -> anyhow::Result<Box<dyn Forecaster>> {
+    if name != headroom_lstm::NAME {
+        return Ok(baseline(name)?);
     }
-    Ok(baseline(name)?)
+    // Any feature set this build understands; the grid step and horizon must be the protocol's.
+    let expected = headroom_lstm::Expectation { feature_set: None, ..headroom_lstm::Expectation::reference() };
+    let model = headroom_lstm::LstmModel::load(model_dir, &expected).with_context(|| {
+        format!(
+            "loading the LSTM from {} (train one with `headroom train --out {}`, or leave lstm out of --models: {})",
+            model_dir.display(),
+            model_dir.display(),
+            BASELINES.join(",")
+        )
+    })?;
+    Ok(Box::new(headroom_lstm::LstmForecaster::new(model)))
 }
 
 fn write_outputs(dir: &Path, eval: &Evaluation) -> anyhow::Result<()> {

@@ -29,6 +29,8 @@ pub enum Command {
     Forecast(ForecastArgs),
     /// Collect samples from files, Prometheus or this host into the store or a file.
     Collect(CollectArgs),
+    /// Train the global LSTM on recorded metrics and save it as model.safetensors + card.json.
+    Train(TrainArgs),
     /// Print one line per series of a store or file: points, span, step, gaps, repairs.
     Inspect(InspectArgs),
 }
@@ -44,7 +46,7 @@ pub struct BacktestArgs {
     /// The trained model directory (model.safetensors + card.json) used for `lstm`.
     #[arg(long, default_value = "models/default")]
     pub model: PathBuf,
-    /// Models to run, comma-separated (default: every baseline).
+    /// Models to run, comma-separated (default: `lstm` when --model holds one, then every baseline).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
     /// Directory for forecasts.parquet and scores.json.
@@ -53,6 +55,28 @@ pub struct BacktestArgs {
     /// How to print the scores.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Recorded metrics (a file, a directory of files, or a store).
+    #[arg(long, default_value = "data/sample/metrics.parquet")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Directory to write the model into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// LSTM configuration (JSON; fields left out take their defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Use each series only up to its first evaluation origin of the reference
+    /// protocol, so that a backtest on the same data is honest.
+    #[arg(long)]
+    pub before_first_origin: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod collect;
 mod forecast;
 mod inspect;
 mod output;
+mod train;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Collect(args) => collect::run(args, &cancel).await,
         Command::Forecast(args) => forecast::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Train(args) => train::run(args),
         Command::Backtest(args) => backtest::run(args),
     }
 }

@@ -358,3 +358,32 @@ fn forecast_continues_every_series_and_names_a_gap_in_the_window() {
         fails(&headroom(&["forecast", "--data", "web.csv", "--models", "snaive-daily", "--out", "f.csv"], dir.path()));
     assert!(err.contains("web:cpu: missing value at 2024-01-03T14:15:00Z"), "{err}");
 }
+
+#[test]
+fn train_saves_a_model_that_forecast_loads_and_a_mismatched_card_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let nab = shared_data().join("nab");
+    let nab = nab.to_str().unwrap();
+    std::fs::write(dir.path().join("tiny.json"), r#"{"max_steps": 10}"#).unwrap();
+    let from = ["--data", nab, "--entity", "nab/{stem}", "--metric", "cpu_pct"];
+    let mut train = vec!["train", "--out", "m", "--config", "tiny.json", "--before-first-origin", "--quiet"];
+    train.extend(from);
+    ok(&headroom(&train, dir.path()));
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("m/card.json")).unwrap()).unwrap();
+    assert!(card["training"]["command"].as_str().unwrap().contains("train --out m"), "{card}");
+    assert_eq!(card["horizon"], 192);
+
+    let mut forecast = vec!["forecast", "--model", "m", "--models", "lstm", "--out", "f.csv"];
+    forecast.extend(from);
+    ok(&headroom(&forecast, dir.path()));
+    let rows = std::fs::read_to_string(dir.path().join("f.csv")).unwrap().lines().count();
+    assert_eq!(rows, 1 + 7 * 192);
+
+    // A card made for another grid step is refused, naming the field and both values.
+    let mut card = card;
+    card["step_ms"] = serde_json::json!(300_000);
+    std::fs::write(dir.path().join("m/card.json"), card.to_string()).unwrap();
+    let err = fails(&headroom(&forecast, dir.path()));
+    assert!(err.contains("step_ms") && err.contains("300000") && err.contains("900000"), "{err}");
+}
