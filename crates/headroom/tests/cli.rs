@@ -387,3 +387,29 @@ fn train_saves_a_model_that_forecast_loads_and_a_mismatched_card_is_refused() {
     let err = fails(&headroom(&forecast, dir.path()));
     assert!(err.contains("step_ms") && err.contains("300000") && err.contains("900000"), "{err}");
 }
+
+#[test]
+fn every_model_is_monotone_on_the_whole_development_set() {
+    use polars::prelude::{ParquetReader, SerReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bt");
+    // The default backtest: the shipped LSTM when models/default holds one, and every baseline.
+    let run = headroom(&["backtest", "--out", out.to_str().unwrap()], &repo());
+    let table = ok(&run);
+    let df = ParquetReader::new(std::fs::File::open(out.join("forecasts.parquet")).unwrap()).finish().unwrap();
+    let col = |n: &str| df.column(n).unwrap().f64().unwrap().clone();
+    let (p10, p50, p90) = (col("p10"), col("p50"), col("p90"));
+    let crossed = p10
+        .into_no_null_iter()
+        .zip(p50.into_no_null_iter())
+        .zip(p90.into_no_null_iter())
+        .filter(|((a, b), c)| !(a <= b && b <= c))
+        .count();
+    assert_eq!(crossed, 0, "crossed quantiles in {} rows", df.height());
+    let models = df.column("model").unwrap().str().unwrap().clone();
+    let mut names: Vec<&str> = models.iter().flatten().collect();
+    names.dedup();
+    assert!(names.len() >= 5, "{names:?}\n{table}");
+    assert_eq!(df.height(), names.len() * 2125 * 192, "every model forecasts every pair of the protocol");
+}
