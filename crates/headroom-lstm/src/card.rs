@@ -180,10 +180,10 @@ impl LstmModel {
         if card.horizon != expected.horizon {
             return mismatch("horizon", card.horizon.to_string(), expected.horizon.to_string());
         }
-        if let Some(f) = &expected.feature_set {
-            if &card.feature_set != f {
-                return mismatch("feature_set", format!("{:?}", card.feature_set), format!("{f:?}"));
-            }
+        if let Some(f) = &expected.feature_set
+            && &card.feature_set != f
+        {
+            return mismatch("feature_set", format!("{:?}", card.feature_set), format!("{f:?}"));
         }
         if card.feature_set != card.config.feature_set() || card.horizon != card.config.horizon {
             return mismatch("config", format!("{:?}", card.config.feature_set()), format!("{:?}", card.feature_set));

@@ -95,11 +95,14 @@ pub struct LstmConfig {
     #[serde(default = "default_pad_prob")]
     pub pad_prob: f64,
     /// Probability that a training sample gets a synthetic level shift: from a
-    /// random bin of its last two days on (through the target), every value
+    /// random bin `shift_min_age` bins to three days before the origin on (through the target), every value
     /// moves by a random multiple (±0.5–2) of the window's standard deviation.
     /// Teaches the network to follow regime changes the training series rarely show.
-    #[serde(default)]
+    #[serde(default = "default_shift_prob")]
     pub shift_prob: f64,
+    /// Fewest bins between a synthetic level shift and the origin (at most a day).
+    #[serde(default = "default_shift_min_age")]
+    pub shift_min_age: usize,
     /// Bins of recent history whose range bounds the interval: p90 never
     /// exceeds the larger of the median and the maximum of the last
     /// `envelope` bins (p10 likewise below); 0 turns it off. Default: one
@@ -158,19 +161,25 @@ fn default_batch() -> usize {
     64
 }
 fn default_max_steps() -> usize {
-    3000
+    4000
 }
 fn default_eval_every() -> usize {
     100
 }
 fn default_patience() -> usize {
-    6
+    10
 }
 fn default_stride() -> usize {
     8
 }
 fn default_val_days() -> usize {
     3
+}
+fn default_shift_prob() -> f64 {
+    0.25
+}
+fn default_shift_min_age() -> usize {
+    48
 }
 fn default_envelope() -> usize {
     192
@@ -227,7 +236,7 @@ impl LstmConfig {
             return bad("step_ms", self.step_ms.to_string(), "must divide one day");
         }
         let day = self.bins_per_day();
-        if self.patch == 0 || self.window % self.patch != 0 {
+        if self.patch == 0 || !self.window.is_multiple_of(self.patch) {
             return bad("window", self.window.to_string(), "must be a positive multiple of `patch`");
         }
         if self.min_history < day + 1 || self.min_history > self.window {
@@ -245,7 +254,7 @@ impl LstmConfig {
         if self.batch == 0 || self.max_steps == 0 || self.eval_every == 0 || self.stride == 0 {
             return bad("batch", self.batch.to_string(), "batch, max_steps, eval_every and stride must be positive");
         }
-        if !(self.lr > 0.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 {
             return bad("lr", self.lr.to_string(), "must be positive");
         }
         if !(0.0..=1.0).contains(&self.shift_prob) {

@@ -92,6 +92,12 @@ impl LstmModel {
         &self.cfg
     }
 
+    /// Fewest bins of history [`LstmModel::forecast`] accepts; route shorter
+    /// series to a baseline before calling it.
+    pub fn min_history(&self) -> usize {
+        self.cfg.min_history
+    }
+
     /// Every variable, in name order.
     pub fn vars(&self) -> Vec<(String, Var)> {
         sorted_vars(&self.varmap)

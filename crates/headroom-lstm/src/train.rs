@@ -200,11 +200,11 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
         for smp in samples {
             let s = &series[smp.series];
             let mut from = smp.origin.saturating_sub(w);
-            if let Some(r) = rng.as_deref_mut() {
-                if r.next_f64() < cfg.pad_prob {
-                    let len = cfg.min_history + r.below(w - cfg.min_history + 1);
-                    from = from.max(smp.origin - len.min(smp.origin));
-                }
+            if let Some(r) = rng.as_deref_mut()
+                && r.next_f64() < cfg.pad_prob
+            {
+                let len = cfg.min_history + r.below(w - cfg.min_history + 1);
+                from = from.max(smp.origin - len.min(smp.origin));
             }
             let origin_ms = s.start_ms + smp.origin as i64 * s.step_ms;
             let (win, tgt) = (&s.values[from..smp.origin], &s.values[smp.origin..smp.origin + h]);
@@ -215,7 +215,9 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
                     let n = win.len();
                     let mean = win.iter().sum::<f64>() / n as f64;
                     let std = (win.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
-                    let at = n - 1 - r.below((2 * day).min(n - day - 1));
+                    // At least `shift_min_age` bins before the origin, so the window shows the new level.
+                    let age = cfg.shift_min_age.clamp(1, day);
+                    let at = n - age - r.below((3 * day - age).min(n - age));
                     let sign = if r.next_f64() < 0.5 { -1.0 } else { 1.0 };
                     let delta = sign * (0.5 + 1.5 * r.next_f64()) * std;
                     for x in &mut v[at..] {

@@ -109,6 +109,7 @@ fn tiny() -> LstmConfig {
         stride: 4,
         val_days: 1,
         pad_prob: 0.0,
+        shift_prob: 0.0,
         lr: 1e-2,
         ..LstmConfig::default()
     }
@@ -217,4 +218,18 @@ fn short_or_gappy_history_is_a_named_error() {
     let ok = vec![1.0; 300];
     let f = model.forecast(&[History { key: &key, start_ms: 0, step_ms: STEP, values: &ok }], 192).unwrap();
     assert_eq!(f[0].q.len(), 192);
+}
+
+#[test]
+fn shipped_default_model_loads_and_forecasts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
+    let model = LstmModel::load(&dir, &Expectation::reference()).unwrap();
+    assert_eq!(model.config(), &model.card.config);
+    assert!(model.card.training.as_ref().is_some_and(|t| t.seconds < 600.0), "trained in under 10 minutes");
+    let (keys, values) = synthetic();
+    let f = LstmForecaster::new(model).forecast_batch(&histories(&keys, &values, 8 * DAY), 192).unwrap();
+    for fc in &f {
+        assert_eq!(fc.q.len(), 192);
+        assert!((0..192).all(|k| fc.q.p10[k] <= fc.q.p50[k] && fc.q.p50[k] <= fc.q.p90[k]));
+    }
 }

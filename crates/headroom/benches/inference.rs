@@ -35,7 +35,8 @@ fn peak_mib() -> f64 {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let model_dir = std::env::args().skip(1).find(|a| !a.starts_with('-')).map_or(root.join("models/default"), PathBuf::from);
+    let model_dir =
+        std::env::args().skip(1).find(|a| !a.starts_with('-')).map_or(root.join("models/default"), PathBuf::from);
     let frame = read_file(&root.join("data/sample/metrics.parquet"), &FileOptions::default()).expect("the sample");
     let cfg = ResampleConfig { step_ms: 15 * 60_000, max_gap_ms: i64::MAX, strict: false };
     let series = resample_frame(&frame, &cfg).expect("resample");
