@@ -4,6 +4,7 @@
 #
 #   ./scripts/bench.sh              # resample: headroom vs pandas
 #   ./scripts/bench.sh prometheus   # also: pull 1,000 series x 14 d x 5 min from a local Prometheus
+#   ./scripts/bench.sh inference    # also: LSTM on 10,000 series beside Holt-Winters (needs models/default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
@@ -37,4 +38,10 @@ if [ "${1:-}" = prometheus ]; then
     echo
     echo "== pull 1,000 series x 14 days x 5 min from a local backfilled Prometheus"
     cargo bench -q --bench prometheus_pull
+fi
+
+if [ "${1:-}" = inference ]; then
+    echo
+    echo "== LSTM batched inference: 10,000 series x 48 h x 3 quantiles, beside Holt-Winters"
+    cargo bench -q --bench inference
 fi
