@@ -9,40 +9,26 @@ use serde::{Deserialize, Serialize};
 use crate::config::LstmConfig;
 use crate::error::{Error, Result};
 use crate::forecaster::{Calibration, LstmModel};
+use crate::train::TrainReport;
 
 /// Version of the card + weights layout; bump on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Weights file name.
 pub const WEIGHTS: &str = "model.safetensors";
 /// Card file name.
 pub const CARD: &str = "card.json";
 
-/// How the model was trained.
+/// How the model was trained: the command, the part of the data used, and
+/// the training report itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrainingInfo {
     /// The exact command that trained it.
     pub command: String,
-    /// Hash of the keys, grids and values trained on.
-    pub data_fingerprint: String,
     /// Which part of each series was used.
     pub cut: String,
-    /// Series that gave samples.
-    pub series: usize,
-    /// Training windows.
-    pub train_samples: usize,
-    /// Validation windows.
-    pub val_samples: usize,
-    /// Steps run.
-    pub steps: usize,
-    /// Step of the kept weights.
-    pub best_step: usize,
-    /// Validation pinball loss (scaled units) of the kept weights.
-    pub best_val_loss: f64,
-    /// Validation p10–p90 coverage before and after calibration.
-    pub val_coverage_before_after: (f64, f64),
-    /// Wall time of training (s).
-    pub seconds: f64,
+    /// What training did (samples, steps, losses, calibration, time, data fingerprint).
+    #[serde(flatten)]
+    pub report: TrainReport,
 }
 
 /// `card.json`.

@@ -316,19 +316,11 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
     };
     model.card.training = Some(TrainingInfo {
         command: opts.command.clone(),
-        data_fingerprint: report.data_fingerprint.clone(),
         cut: match opts.cut {
             Some(_) => "each series before its first evaluation origin (reference protocol)".into(),
             None => "all history".into(),
         },
-        series: report.series,
-        train_samples: report.train_samples,
-        val_samples: report.val_samples,
-        steps: report.steps,
-        best_step: report.best_step,
-        best_val_loss: report.best_val_loss,
-        val_coverage_before_after: report.val_coverage,
-        seconds: report.seconds,
+        report: report.clone(),
     });
     model.card.calibration = calibration;
     Ok((model, report))

@@ -225,7 +225,7 @@ fn shipped_default_model_loads_and_forecasts() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
     let model = LstmModel::load(&dir, &Expectation::reference()).unwrap();
     assert_eq!(model.config(), &model.card.config);
-    assert!(model.card.training.as_ref().is_some_and(|t| t.seconds < 600.0), "trained in under 10 minutes");
+    assert!(model.card.training.as_ref().is_some_and(|t| t.report.seconds < 600.0), "trained in under 10 minutes");
     let (keys, values) = synthetic();
     let f = LstmForecaster::new(model).forecast_batch(&histories(&keys, &values, 8 * DAY), 192).unwrap();
     for fc in &f {
