@@ -505,24 +505,16 @@ pub fn write_file(path: &Path, frame: &SampleFrame) -> Result<()> {
         path: path.into(),
         why: "output must end in .parquet or .csv (the extension picks the format)".into(),
     })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp).map_err(Error::io(&tmp))?;
+    crate::store::write_atomically(path, |file| {
         match kind {
             Kind::Parquet => {
                 let mut df = frame.frame().clone();
-                polars::prelude::ParquetWriter::new(&mut file)
+                polars::prelude::ParquetWriter::new(file)
                     .finish(&mut df)
                     .map_err(|source| Error::Parquet { path: path.into(), source })?;
             }
             Kind::Csv => {
-                let mut w = csv::Writer::from_writer(&mut file);
+                let mut w = csv::Writer::from_writer(file);
                 let io = |e: csv::Error| Error::io(path)(std::io::Error::other(e));
                 w.write_record([TIMESTAMP, ENTITY, METRIC, VALUE]).map_err(io)?;
                 for s in frame.series()? {
@@ -535,13 +527,8 @@ pub fn write_file(path: &Path, frame: &SampleFrame) -> Result<()> {
                 w.flush().map_err(Error::io(path))?;
             }
         }
-        file.sync_all().map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(Error::io(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        Ok(())
+    })
 }
 
 fn paths_for_error(paths: &[PathBuf]) -> PathBuf {

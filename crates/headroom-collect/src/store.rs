@@ -91,7 +91,7 @@ impl Store {
                 }
                 None => sorted(incoming),
             };
-            write_atomically(&path, &merged)?;
+            write_series(&path, &merged)?;
             summary.series += 1;
         }
         Ok(summary)
@@ -217,15 +217,21 @@ fn merge(stored: SeriesData, incoming: SeriesData) -> (SeriesData, usize) {
     (out, replaced)
 }
 
-fn write_atomically(path: &Path, series: &SeriesData) -> Result<()> {
-    let dir = path.parent().expect("store paths have a parent");
-    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let name = path.file_name().expect("store paths name a file").to_string_lossy();
+/// Writes `path` atomically: `write` fills a temporary file beside it (a
+/// dot-file, so store listings and pandas skip it), which is synced and then
+/// renamed over `path`; on any error the temporary file is removed and `path`
+/// is untouched. Creates the parent directory.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut df = SampleFrame::from_series([series])?.into_frame();
     let result = (|| {
         let mut file = File::create(&tmp).map_err(Error::io(&tmp))?;
-        ParquetWriter::new(&mut file).finish(&mut df).map_err(|source| Error::Parquet { path: tmp.clone(), source })?;
+        write(&mut file)?;
         file.flush().map_err(Error::io(&tmp))?;
         file.sync_all().map_err(Error::io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(Error::io(path))
@@ -234,6 +240,14 @@ fn write_atomically(path: &Path, series: &SeriesData) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn write_series(path: &Path, series: &SeriesData) -> Result<()> {
+    let mut df = SampleFrame::from_series([series])?.into_frame();
+    write_atomically(path, |file| {
+        ParquetWriter::new(file).finish(&mut df).map_err(|source| Error::Parquet { path: path.into(), source })?;
+        Ok(())
+    })
 }
 
 /// Percent-encodes a name into `[A-Za-z0-9_.-]`, encoding a leading `.` and

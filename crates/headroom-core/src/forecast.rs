@@ -4,7 +4,7 @@
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::frame::{ENTITY, METRIC};
+use crate::frame::{ENTITY, METRIC, timestamp_column};
 use crate::series::SeriesKey;
 
 /// The quantiles every forecast carries, in order.
@@ -127,19 +127,14 @@ impl Forecast {
             p50.extend_from_slice(&f.q.p50);
             p90.extend_from_slice(&f.q.p90);
         }
-        let time = |name: &str, v: Vec<i64>| {
-            Int64Chunked::from_vec(name.into(), v)
-                .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
-                .into_column()
-        };
         Ok(DataFrame::new(
             n,
             vec![
                 Column::new(ENTITY.into(), entity),
                 Column::new(METRIC.into(), metric),
                 Column::new(MODEL.into(), model),
-                time(ORIGIN, origin),
-                time(TS, ts),
+                timestamp_column(ORIGIN, origin),
+                timestamp_column(TS, ts),
                 Column::new(P10.into(), p10),
                 Column::new(P50.into(), p50),
                 Column::new(P90.into(), p90),

@@ -75,6 +75,13 @@ fn conform(df: DataFrame, schema: &Schema, frame: &'static str) -> Result<DataFr
     Ok(df.select(schema.iter_names().cloned())?)
 }
 
+/// A Datetime(ms, UTC) column from epoch milliseconds.
+pub fn timestamp_column(name: &str, ms: Vec<i64>) -> Column {
+    Int64Chunked::from_vec(name.into(), ms)
+        .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
+        .into_column()
+}
+
 /// A frame of `timestamp, entity, metric` plus the given value column(s), in
 /// the order both schemas use.
 fn key_columns(
@@ -85,10 +92,12 @@ fn key_columns(
     extra: Option<Column>,
 ) -> Result<DataFrame> {
     let height = ts.len();
-    let ts = Int64Chunked::from_vec(TIMESTAMP.into(), ts)
-        .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
-        .into_column();
-    let mut columns = vec![ts, Column::new(ENTITY.into(), entity), Column::new(METRIC.into(), metric), value];
+    let mut columns = vec![
+        timestamp_column(TIMESTAMP, ts),
+        Column::new(ENTITY.into(), entity),
+        Column::new(METRIC.into(), metric),
+        value,
+    ];
     columns.extend(extra);
     Ok(DataFrame::new(height, columns)?)
 }

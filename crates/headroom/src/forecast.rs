@@ -1,9 +1,9 @@
 //! `headroom forecast`: from the end of the data into the future.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use headroom_collect::resample::{DEFAULT_MAX_GAP_MS, ResampleConfig, resample_frame};
 use headroom_core::{Forecast, format_duration, parse_duration};
 use headroom_forecast::evaluate::forecast_with_fallback;
@@ -64,39 +64,40 @@ pub fn run(args: ForecastArgs) -> anyhow::Result<ExitCode> {
 
 /// Writes forecasts in the one forecast schema: Parquet, or CSV with RFC 3339 times.
 pub fn write_forecasts(path: &Path, forecasts: &[Forecast]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("forecasts")));
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => {
-            let mut df = Forecast::to_frame(forecasts)?;
-            let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            ParquetWriter::new(file).finish(&mut df).with_context(|| format!("writing {}", tmp.display()))?;
-        }
-        Some("csv") => {
-            use std::io::Write;
-            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            writeln!(w, "entity,metric,model,origin,ts,p10,p50,p90")?;
-            for f in forecasts {
-                let origin = headroom_core::format_ts(f.origin_ms);
-                for i in 0..f.q.len() {
-                    writeln!(
-                        w,
-                        "{},{},{},{origin},{},{},{},{}",
-                        f.key.entity,
-                        f.key.metric,
-                        f.model,
-                        headroom_core::format_ts(f.ts(i)),
-                        f.q.p10[i],
-                        f.q.p50[i],
-                        f.q.p90[i]
-                    )?;
-                }
-            }
-            w.flush()?;
-        }
+    let csv = match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => false,
+        Some("csv") => true,
         _ => anyhow::bail!("--out {}: must end in .parquet or .csv", path.display()),
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    };
+    let io = |e: std::io::Error| headroom_collect::Error::io(path)(e);
+    headroom_collect::store::write_atomically(path, |file| {
+        if !csv {
+            let mut df = Forecast::to_frame(forecasts)?;
+            ParquetWriter::new(file)
+                .finish(&mut df)
+                .map_err(|source| headroom_collect::Error::Parquet { path: path.into(), source })?;
+            return Ok(());
+        }
+        let mut w = std::io::BufWriter::new(file);
+        writeln!(w, "entity,metric,model,origin,ts,p10,p50,p90").map_err(io)?;
+        for f in forecasts {
+            let origin = headroom_core::format_ts(f.origin_ms);
+            for i in 0..f.q.len() {
+                writeln!(
+                    w,
+                    "{},{},{},{origin},{},{},{},{}",
+                    f.key.entity,
+                    f.key.metric,
+                    f.model,
+                    headroom_core::format_ts(f.ts(i)),
+                    f.q.p10[i],
+                    f.q.p50[i],
+                    f.q.p90[i]
+                )
+                .map_err(io)?;
+            }
+        }
+        w.flush().map_err(io)
+    })?;
     Ok(())
 }
