@@ -2,7 +2,8 @@
 //!
 //! This crate owns the shapes that every other crate exchanges: series keys
 //! and units ([`series`]), the canonical long sample frame and the resampled
-//! frame, both defined once ([`frame`]), forecasts and their schema ([`forecast`]), the time grid ([`grid`]), timestamps
+//! frame, both defined once ([`frame`]), forecasts and their schema ([`forecast`]), decisions
+//! ([`decision`]), the time grid ([`grid`]), timestamps
 //! and durations as users write them ([`time`]), per-series limits
 //! ([`limits`]) and the report of every repair made to a series ([`repair`]).
 //!
@@ -10,6 +11,7 @@
 //! data and functions, so it builds and tests in seconds and the backtest can
 //! trust it.
 
+pub mod decision;
 pub mod error;
 pub mod forecast;
 pub mod frame;
@@ -19,6 +21,7 @@ pub mod repair;
 pub mod series;
 pub mod time;
 
+pub use decision::{Action, Decision, Evidence, Guardrail, Mode, Verdict, decision_id};
 pub use error::{Error, Result};
 pub use forecast::{Forecast, Quantiles};
 pub use frame::{ResampledSeries, SampleFrame, SeriesData};

@@ -33,6 +33,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Print one line per series of a store or file: points, span, step, gaps, repairs.
     Inspect(InspectArgs),
+    /// Print the decisions headroom would take now for the configured targets, with explanations (changes nothing).
+    Plan(PlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +55,36 @@ pub struct BacktestArgs {
     #[arg(long, default_value = "headroom-backtest")]
     pub out: PathBuf,
     /// How to print the scores.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Recorded or collected metrics (a file, a directory of files, or a store).
+    #[arg(long, default_value = "data/sample/metrics.parquet")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Capacity, saturation threshold and replicas per series (`entity,metric,threshold[,capacity,replicas]`).
+    #[arg(long, default_value = "data/sample/limits.csv")]
+    pub limits: PathBuf,
+    /// The trained model directory used for `lstm`.
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// The forecasting model whose quantiles drive decisions (`lstm` or a baseline name).
+    #[arg(long, default_value = "lstm")]
+    pub forecaster: String,
+    /// Remediation configuration: targets, thresholds, guardrails, ladder.
+    #[arg(long, default_value = "data/sample/headroom.toml")]
+    pub config: PathBuf,
+    /// The time to plan at: `end` (the newest sample in the data), `wall` (this machine's clock) or a timestamp.
+    #[arg(long, default_value = "end")]
+    pub now: String,
+    /// Audit log whose past actions count for cooldowns, caps and the ladder (read only).
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
+    /// How to print the decisions.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

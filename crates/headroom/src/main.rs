@@ -7,6 +7,7 @@ mod collect;
 mod forecast;
 mod inspect;
 mod output;
+mod plan;
 mod train;
 
 use std::process::ExitCode;
@@ -62,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args),
         Command::Train(args) => train::run(args),
         Command::Backtest(args) => backtest::run(args),
+        Command::Plan(args) => plan::run(args),
     }
 }
 

@@ -1,0 +1,188 @@
+//! Decisions: what the policy chose for one target, and why.
+//!
+//! A decision is data. It is written to the audit log before anything is
+//! carried out, and its [`Decision::id`] is deterministic (target + action +
+//! the risk window), so the same reason found again yields the same id and an
+//! actuator that already carried it out does nothing.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What to do to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing (the explanation says why; `alert` may ask a human to look).
+    None,
+    /// Set the replica count.
+    ScaleTo {
+        /// The new replica count.
+        replicas: u32,
+    },
+    /// Restart the service or roll out the workload again.
+    Restart,
+}
+
+impl Action {
+    /// Whether the action changes anything.
+    pub fn is_some(&self) -> bool {
+        !matches!(self, Action::None)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::None => write!(f, "none"),
+            Action::ScaleTo { replicas } => write!(f, "scale_to {replicas}"),
+            Action::Restart => write!(f, "restart"),
+        }
+    }
+}
+
+/// Whether a decision is carried out or only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Record and explain, change nothing (the default).
+    #[default]
+    DryRun,
+    /// Carry the decision out.
+    Enforce,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        })
+    }
+}
+
+/// A guardrail's verdict on a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The guardrail let the action through unchanged.
+    Passed,
+    /// The guardrail changed the action (e.g. clamped the replica count).
+    Clamped,
+    /// The guardrail stopped the action.
+    Blocked,
+}
+
+/// One guardrail checked, with what it said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Guardrail {
+    /// Name, e.g. `cooldown`, `max_step`, `hourly_cap`.
+    pub name: String,
+    /// What it did.
+    pub verdict: Verdict,
+    /// The numbers behind it, in words.
+    pub detail: String,
+}
+
+/// The forecast evidence behind a predictive decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Series the evidence comes from (`entity:metric`).
+    pub series: String,
+    /// Forecasting model, or `observed` for evidence from samples.
+    pub model: String,
+    /// Forecast origin, ms since the epoch (the newest sample time for observed evidence).
+    pub origin_ms: i64,
+    /// Quantile used (0.1, 0.5, 0.9), if the evidence is a forecast.
+    pub quantile: Option<f64>,
+    /// Predicted (or observed) peak.
+    pub peak: f64,
+    /// When the peak is predicted (or was observed).
+    pub peak_at_ms: i64,
+    /// The threshold value it is compared with.
+    pub threshold: f64,
+    /// When the threshold is first crossed, if it is.
+    pub crosses_at_ms: Option<i64>,
+}
+
+/// What the policy chose for one target, with its explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Deterministic id: target + action + risk kind + risk window.
+    pub id: String,
+    /// Target name, from the configuration.
+    pub target: String,
+    /// Entity acted on.
+    pub entity: String,
+    /// What to do.
+    pub action: Action,
+    /// Dry-run (default) or enforce.
+    pub mode: Mode,
+    /// The risk that led here (`saturation`, `restart_loop`, …), or `none`.
+    pub risk: String,
+    /// Start of the risk window, ms since the epoch (part of the id).
+    pub window_start_ms: i64,
+    /// One sentence: why this action (or why none).
+    pub reason: String,
+    /// The forecast or observation behind it.
+    pub evidence: Option<Evidence>,
+    /// Every guardrail checked, in order.
+    pub guardrails: Vec<Guardrail>,
+    /// Whether a human should look (ladder exhausted, verification failed, forecast degraded).
+    pub alert: bool,
+    /// When the decision was made (the `now` given to the policy).
+    pub decided_at_ms: i64,
+}
+
+impl Decision {
+    /// Whether the decision is only recorded.
+    pub fn dry_run(&self) -> bool {
+        self.mode == Mode::DryRun
+    }
+}
+
+/// The deterministic decision id: FNV-1a 64 of `target`, `action`, `risk`,
+/// `window_start_ms` and `mode`, as 16 hex digits. Stable across runs, builds
+/// and platforms. The mode is part of it so that a decision recorded in
+/// dry-run is still carried out once the target is switched to enforce.
+pub fn decision_id(target: &str, action: &Action, risk: &str, window_start_ms: i64, mode: Mode) -> String {
+    let text = format!("{target}\u{1f}{action}\u{1f}{risk}\u{1f}{window_start_ms}\u{1f}{mode}");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_depend_on_every_part_and_nothing_else() {
+        let a = decision_id("cart", &Action::ScaleTo { replicas: 4 }, "saturation", 3_600_000, Mode::DryRun);
+        assert_eq!(a, decision_id("cart", &Action::ScaleTo { replicas: 4 }, "saturation", 3_600_000, Mode::DryRun));
+        assert_eq!(a.len(), 16);
+        for other in [
+            decision_id("carts", &Action::ScaleTo { replicas: 4 }, "saturation", 3_600_000, Mode::DryRun),
+            decision_id("cart", &Action::ScaleTo { replicas: 5 }, "saturation", 3_600_000, Mode::DryRun),
+            decision_id("cart", &Action::Restart, "saturation", 3_600_000, Mode::DryRun),
+            decision_id("cart", &Action::ScaleTo { replicas: 4 }, "memory_leak", 3_600_000, Mode::DryRun),
+            decision_id("cart", &Action::ScaleTo { replicas: 4 }, "saturation", 7_200_000, Mode::DryRun),
+            decision_id("cart", &Action::ScaleTo { replicas: 4 }, "saturation", 3_600_000, Mode::Enforce),
+        ] {
+            assert_ne!(a, other);
+        }
+        // Pinned: ids written to old audit logs must still match after a rebuild.
+        assert_eq!(decision_id("t", &Action::Restart, "restart_loop", 0, Mode::DryRun), "e355218aa1bdfbd7");
+    }
+
+    #[test]
+    fn actions_serialise_as_tagged_objects() {
+        let j = serde_json::to_string(&Action::ScaleTo { replicas: 3 }).unwrap();
+        assert_eq!(j, r#"{"type":"scale_to","replicas":3}"#);
+        assert_eq!(Action::ScaleTo { replicas: 3 }.to_string(), "scale_to 3");
+        assert_eq!(serde_json::to_string(&Mode::DryRun).unwrap(), r#""dry-run""#);
+    }
+}

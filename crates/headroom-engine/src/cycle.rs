@@ -1,0 +1,408 @@
+//! One cycle: forecast each target's series from the data up to `now`, run
+//! the detectors, build the observed state, and ask the policy.
+//!
+//! The cycle reads nothing after `now_ms`, so `headroom plan` (now = the end
+//! of the data or the wall clock) and the backtest (now = each replayed time)
+//! see the world the same way. It does no IO: the caller loads the data and
+//! the audit history, and writes what it wants of the report.
+
+use std::collections::BTreeMap;
+
+use headroom_core::{Evidence, Forecast, Limits, ResampledSeries, SeriesData, SeriesKey, format_ts};
+use headroom_forecast::evaluate::{Fallback, forecast_with_fallback};
+use headroom_forecast::{Forecaster, History};
+use headroom_remediate::config::{Config, Target};
+use headroom_remediate::detect;
+use headroom_remediate::policy::{Plan, plan};
+use headroom_remediate::{ForecastHealth, PastAction, Risk, TargetState};
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// The recorded or collected data a cycle looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct World<'a> {
+    /// Every series on the forecasting grid (NaN marks a missing bin).
+    pub grid: &'a [ResampledSeries],
+    /// Raw samples of every series (sorted by time), for staleness and crash patterns.
+    pub raw: &'a [SeriesData],
+    /// Capacity, saturation threshold and replicas per series.
+    pub limits: &'a Limits,
+}
+
+/// The forecasting models a cycle uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Models<'a> {
+    /// The model whose forecasts drive decisions (the LSTM, or a baseline).
+    pub forecaster: &'a dyn Forecaster,
+    /// Models used, in order, for a series too short for `forecaster`.
+    pub fallbacks: &'a [&'a dyn Forecaster],
+    /// Bins to forecast.
+    pub horizon: usize,
+}
+
+/// What happened to one target in a cycle, beside its decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetNote {
+    /// Target name.
+    pub target: String,
+    /// What could not be done, and why (no series, no level, forecast failed…).
+    pub note: String,
+}
+
+/// Everything one cycle saw and decided.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    /// The time the cycle ran at.
+    pub now_ms: i64,
+    /// The decisions (one per target) and failed verifications.
+    pub plan: Plan,
+    /// Every risk the detectors found.
+    pub risks: Vec<Risk>,
+    /// The observed state per target, as given to the policy.
+    pub states: BTreeMap<String, TargetState>,
+    /// The forecasts made from `now` (one per target series).
+    pub forecasts: Vec<Forecast>,
+    /// Series forecast by a fallback model, with the reason.
+    pub fallbacks: Vec<Fallback>,
+    /// Targets the cycle could not fully evaluate.
+    pub notes: Vec<TargetNote>,
+}
+
+fn key(entity: &str, metric: &str) -> SeriesKey {
+    SeriesKey { entity: entity.into(), metric: metric.into() }
+}
+
+/// The value that counts as saturated for `key`: `threshold × capacity` when a
+/// capacity is known (target or limits file), else the limits file's threshold.
+pub fn saturation_level(t: &Target, limits: &Limits, key: &SeriesKey) -> Option<(f64, String)> {
+    let limit = limits.get(key);
+    match t.capacity.or(limit.and_then(|l| l.capacity)) {
+        Some(c) => Some((t.threshold * c, format!("{} × capacity {c}", t.threshold))),
+        None => limit.map(|l| (l.threshold, "threshold from the limits file".to_string())),
+    }
+}
+
+/// The bins of `s` that end at or before `now_ms`, as a forecasting history.
+fn history_until<'a>(s: &'a ResampledSeries, now_ms: i64) -> History<'a> {
+    let step = s.grid.step_ms;
+    let n =
+        if now_ms <= s.grid.start_ms { 0 } else { (((now_ms - s.grid.start_ms) / step) as usize).min(s.values.len()) };
+    History { key: &s.key, start_ms: s.grid.start_ms, step_ms: step, values: &s.values[..n] }
+}
+
+/// Forecasts every history; a history that fails (missing values in the
+/// window, too short for every fallback) is reported instead of failing all.
+fn forecast_all(
+    models: &Models<'_>,
+    histories: &[History<'_>],
+) -> (BTreeMap<SeriesKey, Forecast>, Vec<Fallback>, BTreeMap<SeriesKey, String>) {
+    let mut out = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    if histories.is_empty() {
+        return (out, Vec::new(), errors);
+    }
+    if let Ok((f, fb)) = forecast_with_fallback(models.forecaster, models.fallbacks, histories, models.horizon) {
+        out.extend(f.into_iter().map(|f| (f.key.clone(), f)));
+        return (out, fb, errors);
+    }
+    let mut fallbacks = Vec::new();
+    for h in histories {
+        match forecast_with_fallback(models.forecaster, models.fallbacks, std::slice::from_ref(h), models.horizon) {
+            Ok((f, fb)) => {
+                out.extend(f.into_iter().map(|f| (f.key.clone(), f)));
+                fallbacks.extend(fb);
+            }
+            Err(e) => {
+                errors.insert(h.key.clone(), e.to_string());
+            }
+        }
+    }
+    (out, fallbacks, errors)
+}
+
+fn path(f: &Forecast, quantile: f64) -> &[f64] {
+    if quantile < 0.3 {
+        &f.q.p10
+    } else if quantile < 0.7 {
+        &f.q.p50
+    } else {
+        &f.q.p90
+    }
+}
+
+/// The peak of the target's quantile over the horizon, as evidence.
+fn peak_evidence(f: &Forecast, quantile: f64, level: f64) -> Evidence {
+    let p = path(f, quantile);
+    let (i, peak) = p.iter().copied().enumerate().fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+    Evidence {
+        series: f.key.to_string(),
+        model: f.model.clone(),
+        origin_ms: f.origin_ms,
+        quantile: Some(quantile),
+        peak,
+        peak_at_ms: f.ts(i),
+        threshold: level,
+        crosses_at_ms: p.iter().position(|v| *v > level).map(|i| f.ts(i)),
+    }
+}
+
+/// Raw samples of `s` at or before `now_ms`.
+fn raw_until(s: &SeriesData, now_ms: i64) -> SeriesData {
+    let n = s.ts.partition_point(|&t| t <= now_ms);
+    SeriesData { key: s.key.clone(), ts: s.ts[..n].to_vec(), values: s.values[..n].to_vec() }
+}
+
+/// Times the counter rose (a start) within `span_ms` before `now_ms`.
+fn starts_within(counter: &SeriesData, now_ms: i64, span_ms: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut prev: Option<f64> = None;
+    for (&ts, &v) in counter.ts.iter().zip(&counter.values) {
+        if !v.is_finite() {
+            continue;
+        }
+        if let Some(p) = prev
+            && v != p
+            && ts > now_ms - span_ms
+            && ts <= now_ms
+        {
+            // A rise, or a reset of the counter (which is a start too).
+            out.push(ts);
+        }
+        prev = Some(v);
+    }
+    out
+}
+
+/// Runs one cycle at `now_ms` over `world` for every target of `cfg`.
+///
+/// `history` holds the actions already taken per target (from the audit log,
+/// or the backtest's own replay).
+pub fn cycle(
+    world: &World<'_>,
+    models: &Models<'_>,
+    cfg: &Config,
+    history: &BTreeMap<String, Vec<PastAction>>,
+    now_ms: i64,
+) -> Result<CycleReport> {
+    let grid: BTreeMap<&SeriesKey, &ResampledSeries> = world.grid.iter().map(|s| (&s.key, s)).collect();
+    let raw: BTreeMap<&SeriesKey, &SeriesData> = world.raw.iter().map(|s| (&s.key, s)).collect();
+    let mut notes = Vec::new();
+    let mut note = |t: &Target, n: String| notes.push(TargetNote { target: t.name.clone(), note: n });
+
+    // Forecast every target's series from now, and from one health window ago.
+    let health_ms = cfg.detect.health.window.ms();
+    let mut now_h = Vec::new();
+    let mut past_h = Vec::new();
+    for t in &cfg.targets {
+        let k = key(&t.entity, &t.metric);
+        match grid.get(&k) {
+            Some(s) => {
+                let h = history_until(s, now_ms);
+                if h.values.is_empty() {
+                    note(t, format!("no data of {k} before {}", format_ts(now_ms)));
+                    continue;
+                }
+                if !now_h.iter().any(|x: &History<'_>| x.key == h.key) {
+                    now_h.push(h);
+                    let past = history_until(s, h.origin_ms() - health_ms);
+                    if !past.values.is_empty() {
+                        past_h.push(past);
+                    }
+                }
+            }
+            None => note(t, format!("no series {k} in the data")),
+        }
+    }
+    let (forecasts, fallbacks, errors) = forecast_all(models, &now_h);
+    let (past_forecasts, _, _) = forecast_all(models, &past_h);
+
+    let mut risks = Vec::new();
+    let mut states = BTreeMap::new();
+    for t in &cfg.targets {
+        let k = key(&t.entity, &t.metric);
+        let mut state = TargetState {
+            replicas: world.limits.get(&k).and_then(|l| l.replicas),
+            history: history.get(&t.name).cloned().unwrap_or_default(),
+            ..TargetState::default()
+        };
+        if let Some(r) = raw.get(&k) {
+            state.last_sample_ms = r.ts.iter().rev().find(|&&ts| ts <= now_ms).copied();
+        }
+        if let Some(err) = errors.get(&k) {
+            note(t, format!("forecast failed: {err}"));
+        }
+        let level = saturation_level(t, world.limits, &k);
+        if level.is_none() && grid.contains_key(&k) {
+            note(t, format!("no capacity or threshold for {k} (limits file or `capacity`): no saturation check"));
+        }
+        if let (Some(s), Some(f)) = (grid.get(&k), forecasts.get(&k)) {
+            let h = history_until(s, now_ms);
+            let per = (t.scale_in.window.ms() / s.grid.step_ms).max(1) as usize;
+            state.recent =
+                h.values[h.values.len().saturating_sub(per)..].iter().copied().filter(|v| v.is_finite()).collect();
+            if let Some((level, _)) = level {
+                state.forecast = Some(peak_evidence(f, t.quantile, level));
+                if let Some(r) = detect::saturation(f, t.quantile, level, now_ms)? {
+                    risks.push(Risk::Saturation(r));
+                }
+            }
+            state.health = Some(match past_forecasts.get(&k) {
+                Some(pf) => detect::health(std::slice::from_ref(pf), &actual(s, now_ms), &cfg.detect.health, now_ms)?,
+                None => ForecastHealth {
+                    key: k.clone(),
+                    mase: None,
+                    coverage: None,
+                    scored: 0,
+                    degraded: false,
+                    reason: format!("no forecast from {} ago to score yet", cfg.detect.health.window),
+                },
+            });
+        }
+        // Crash patterns from the raw samples of the same entity.
+        let restarts = raw.get(&key(&t.entity, &t.restarts_metric)).map(|s| raw_until(s, now_ms));
+        if let Some(c) = &restarts {
+            let span = t.start_limit().map_or(0, |l| l.interval.ms()).max(3_600_000);
+            state.recent_starts_ms = starts_within(c, now_ms, span);
+            if let Some(r) = detect::restart_loop(c, &cfg.detect.restart_loop, now_ms)? {
+                risks.push(Risk::RestartLoop(r));
+            }
+        }
+        let mem_key = key(&t.entity, &t.memory_metric);
+        if let (Some(m), Some((mem_limit, _))) = (raw.get(&mem_key), saturation_level(t, world.limits, &mem_key)) {
+            let m = raw_until(m, now_ms);
+            if let Some(r) = detect::oom_kill(&m, mem_limit, restarts.as_ref(), &cfg.detect.oom, now_ms)? {
+                risks.push(Risk::OomKill(r));
+            }
+            if let Some(r) = detect::memory_leak(&m, mem_limit, &cfg.detect.leak, now_ms)? {
+                risks.push(Risk::MemoryLeak(r));
+            }
+        }
+        if let Some(up) = raw.get(&key(&t.entity, "up"))
+            && let Some(r) = detect::flapping(&raw_until(up, now_ms), 0.5, &cfg.detect.flapping, now_ms)?
+        {
+            risks.push(Risk::Flapping(r));
+        }
+        states.insert(t.name.clone(), state);
+    }
+    let plan = plan(&risks, &states, cfg, now_ms);
+    Ok(CycleReport { now_ms, plan, risks, states, forecasts: forecasts.into_values().collect(), fallbacks, notes })
+}
+
+/// The grid bins of `s` before `now_ms` as raw points (for scoring forecasts).
+fn actual(s: &ResampledSeries, now_ms: i64) -> SeriesData {
+    let h = history_until(s, now_ms);
+    let ts = (0..h.values.len()).map(|i| h.start_ms + i as i64 * h.step_ms).collect();
+    SeriesData { key: s.key.clone(), ts, values: h.values.to_vec() }
+}
+
+#[cfg(test)]
+mod tests {
+    use headroom_core::{Action, Grid, Limit, RepairReport};
+    use headroom_forecast::baselines::baseline;
+    use headroom_remediate::config::{Platform, Target};
+
+    use super::*;
+
+    const STEP: i64 = 900_000;
+    const DAY: i64 = 86_400_000;
+    const T0: i64 = 1_700_006_400_000; // a multiple of the step
+
+    /// 10 days of a daily pattern peaking at 0.5; on days 7 and 8 it peaks at 0.95.
+    fn series(key: &SeriesKey) -> (ResampledSeries, SeriesData) {
+        let n = (10 * DAY / STEP) as usize;
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                let day = i as i64 * STEP / DAY;
+                let phase = (i % 96) as f64 / 96.0 * std::f64::consts::TAU;
+                let peak = if day == 7 || day == 8 { 0.95 } else { 0.5 };
+                0.3 + (peak - 0.3) * (0.5 - 0.5 * phase.cos())
+            })
+            .collect();
+        let grid = Grid::new(STEP, T0, T0 + n as i64 * STEP).unwrap();
+        let raw =
+            SeriesData { key: key.clone(), ts: (0..n).map(|i| T0 + i as i64 * STEP).collect(), values: values.clone() };
+        let rs = ResampledSeries {
+            key: key.clone(),
+            grid,
+            imputed: vec![false; n],
+            values,
+            report: RepairReport::default(),
+        };
+        (rs, raw)
+    }
+
+    fn setup() -> (Config, Vec<ResampledSeries>, Vec<SeriesData>, Limits) {
+        let mut t = Target::new("web", Platform::Kubernetes, "k8s/shop/deployment/web", "cpu");
+        t.replicas = Some(3);
+        t.lead_time = headroom_remediate::config::Span::from_ms(DAY);
+        let key = SeriesKey { entity: t.entity.clone(), metric: t.metric.clone() };
+        let (grid, raw) = series(&key);
+        let mut limits = Limits::new();
+        limits.insert(key, Limit::threshold(0.8));
+        let cfg = Config { global: Default::default(), detect: Default::default(), targets: vec![t] };
+        (cfg, vec![grid], vec![raw], limits)
+    }
+
+    fn run(cfg: &Config, grid: &[ResampledSeries], raw: &[SeriesData], limits: &Limits, now: i64) -> CycleReport {
+        let weekly = baseline("last").unwrap();
+        let daily = baseline("snaive-daily").unwrap();
+        let chain: Vec<&dyn Forecaster> = vec![weekly.as_ref()];
+        let models = Models { forecaster: daily.as_ref(), fallbacks: &chain, horizon: 96 };
+        cycle(&World { grid, raw, limits }, &models, cfg, &BTreeMap::new(), now).unwrap()
+    }
+
+    #[test]
+    fn the_cycle_reads_nothing_after_now() {
+        let (cfg, grid, raw, limits) = setup();
+        // At the start of day 7 the data ahead holds a peak of 0.95, but yesterday's
+        // pattern (what a daily seasonal naive sees) stays at 0.5: no risk.
+        let now = T0 + 7 * DAY;
+        let r = run(&cfg, &grid, &raw, &limits, now);
+        assert!(r.risks.is_empty(), "{:?}", r.risks);
+        assert_eq!(r.forecasts[0].origin_ms, now);
+        assert_eq!(r.states["web"].last_sample_ms, Some(now), "a sample at now is seen, none after");
+        assert_eq!(r.plan.decisions[0].action, Action::None);
+        // A day later the forecast repeats the peak, but it missed day 7 entirely:
+        // the health check turns predictive actions off and alerts.
+        let r = run(&cfg, &grid, &raw, &limits, now + DAY);
+        assert!(r.states["web"].health.as_ref().unwrap().degraded);
+        assert_eq!((r.plan.decisions[0].action, r.plan.decisions[0].alert), (Action::None, true));
+        // Another day on, yesterday's forecast got day 8 right: healthy again, scale out.
+        let r = run(&cfg, &grid, &raw, &limits, now + 2 * DAY);
+        assert!(!r.states["web"].health.as_ref().unwrap().degraded, "{:?}", r.states["web"].health);
+        assert_eq!(r.risks.len(), 1, "{:?}", r.risks);
+        let d = &r.plan.decisions[0];
+        // p90 peak 1.03 (0.95 plus the residual band) over the level 0.8: ceil(3 × 1.03 / 0.8) = 4.
+        assert_eq!(d.action, Action::ScaleTo { replicas: 4 }, "{d:?}");
+        assert_eq!(d.evidence.as_ref().unwrap().model, "snaive-daily");
+    }
+
+    #[test]
+    fn a_restart_counter_in_the_data_drives_the_ladder() {
+        let (cfg, grid, mut raw, limits) = setup();
+        let now = T0 + 5 * DAY;
+        let key = SeriesKey { entity: cfg.targets[0].entity.clone(), metric: "restarts".into() };
+        let ts: Vec<i64> = (0..20).map(|i| now - (19 - i) * 60_000).collect();
+        let values: Vec<f64> = (0..20).map(|i| f64::from(i / 4)).collect();
+        raw.push(SeriesData { key, ts, values });
+        let r = run(&cfg, &grid, &raw, &limits, now);
+        assert_eq!(r.risks.iter().filter(|r| r.kind() == "restart_loop").count(), 1, "{:?}", r.risks);
+        let d = &r.plan.decisions[0];
+        assert_eq!((d.action, d.risk.as_str()), (Action::Restart, "restart_loop#1"), "{d:?}");
+        assert_eq!(r.states["web"].recent_starts_ms.len(), 4);
+    }
+
+    #[test]
+    fn a_target_without_data_is_a_note_and_a_stale_data_decision() {
+        let (mut cfg, grid, raw, limits) = setup();
+        let mut ghost = cfg.targets[0].clone();
+        ghost.name = "ghost".into();
+        ghost.entity = "k8s/shop/deployment/ghost".into();
+        cfg.targets.push(ghost);
+        let r = run(&cfg, &grid, &raw, &limits, T0 + 5 * DAY);
+        assert!(r.notes.iter().any(|n| n.target == "ghost" && n.note.contains("no series")), "{:?}", r.notes);
+        let d = &r.plan.decisions[1];
+        assert_eq!((d.action, d.guardrails[0].name.as_str()), (Action::None, "stale_data"));
+    }
+}

@@ -1,0 +1,158 @@
+//! Predicted saturation: the first forecast bin where the chosen quantile
+//! goes above the threshold.
+
+use headroom_core::{Forecast, format_ts};
+
+use super::{HOUR, input};
+use crate::error::Result;
+use crate::risk::Saturation;
+
+/// How far a requested quantile may be from 0.1, 0.5 or 0.9 and still name it.
+const QUANTILE_TOLERANCE: f64 = 1e-6;
+
+/// The first bin of `forecast` whose `quantile` path (0.1, 0.5 or 0.9) is
+/// above `threshold` (in the series' unit), or `None` if it never gets there.
+/// "Above", as the benchmark's saturation events are: a series resting exactly
+/// at its threshold (common in 2-decimal data) is not saturating.
+///
+/// The risk carries the crossing time, the peak of the path over the whole
+/// horizon, the time left from `now_ms` (0 when the crossing is already due)
+/// and, as the window it is about, the crossing time rounded down to the hour:
+/// a later cycle that predicts the same crossing within the same hour reports
+/// the same window, so the policy does not act twice for it.
+///
+/// Errors ([`crate::Error::Input`]): a quantile other than 0.1, 0.5 or 0.9, a
+/// non-finite threshold, or a non-finite value anywhere in the forecast.
+pub fn saturation(forecast: &Forecast, quantile: f64, threshold: f64, now_ms: i64) -> Result<Option<Saturation>> {
+    let q = &forecast.q;
+    let path = [(0.1, &q.p10), (0.5, &q.p50), (0.9, &q.p90)]
+        .into_iter()
+        .find(|(level, _)| (level - quantile).abs() < QUANTILE_TOLERANCE)
+        .map(|(_, path)| path)
+        .ok_or_else(|| {
+            input(&forecast.key, format!("quantile {quantile} is not in the forecasts (they have 0.1, 0.5 and 0.9)"))
+        })?;
+    if !threshold.is_finite() {
+        return Err(input(&forecast.key, format!("saturation threshold {threshold} is not a number")));
+    }
+    for (name, values) in [("p10", &q.p10), ("p50", &q.p50), ("p90", &q.p90)] {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(input(
+                &forecast.key,
+                format!(
+                    "forecast by {} from {}: {name} at {} is {}",
+                    forecast.model,
+                    format_ts(forecast.origin_ms),
+                    format_ts(forecast.ts(i)),
+                    values[i]
+                ),
+            ));
+        }
+    }
+
+    let Some(cross) = path.iter().position(|v| *v > threshold) else {
+        return Ok(None);
+    };
+    // The first bin of the highest value.
+    let peak_at = (0..path.len()).fold(cross, |best, i| if path[i] > path[best] { i } else { best });
+    let crosses_at_ms = forecast.ts(cross);
+    Ok(Some(Saturation {
+        key: forecast.key.clone(),
+        model: forecast.model.clone(),
+        origin_ms: forecast.origin_ms,
+        quantile,
+        threshold,
+        crosses_at_ms,
+        peak: path[peak_at],
+        peak_at_ms: forecast.ts(peak_at),
+        time_left_ms: (crosses_at_ms - now_ms).max(0),
+        window_start_ms: crosses_at_ms.div_euclid(HOUR) * HOUR,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use headroom_core::{Quantiles, SeriesKey};
+
+    use super::*;
+
+    const T0: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+    const STEP: i64 = 15 * 60_000;
+
+    fn forecast(p10: &[f64], p50: &[f64], p90: &[f64]) -> Forecast {
+        Forecast {
+            key: SeriesKey::new("k8s/shop/deployment/cart", "cpu").unwrap(),
+            model: "lstm".into(),
+            origin_ms: T0,
+            step_ms: STEP,
+            q: Quantiles::new(p10.to_vec(), p50.to_vec(), p90.to_vec()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_first_bin_above_the_threshold_is_the_crossing_and_the_peak_is_over_the_whole_horizon() {
+        //            bin:  0    1    2    3    4    5    6
+        let p90 = [1.0, 1.5, 1.7, 1.6, 2.2, 2.4, 1.0];
+        let p50 = [0.5, 0.6, 0.7, 0.8, 0.9, 1.6, 0.5];
+        let f = forecast(&[0.0; 7], &p50, &p90);
+        // now is 10 minutes after the origin; p90 goes above 1.6 at bin 2 (30 min).
+        let s = saturation(&f, 0.9, 1.6, T0 + 10 * 60_000).unwrap().unwrap();
+        assert_eq!(s.crosses_at_ms, T0 + 2 * STEP);
+        assert_eq!(s.time_left_ms, 20 * 60_000);
+        assert_eq!((s.peak, s.peak_at_ms), (2.4, T0 + 5 * STEP));
+        assert_eq!(s.window_start_ms, T0);
+        assert_eq!((s.quantile, s.threshold, s.origin_ms), (0.9, 1.6, T0));
+        assert_eq!(s.model, "lstm");
+
+        // The median only touches 1.6 (bin 5): resting at the threshold is not above it.
+        assert_eq!(saturation(&f, 0.5, 1.6, T0).unwrap(), None);
+        // Above 1.5 it crosses at bin 5 (1h15m): its window is the hour starting at 01:00.
+        let s = saturation(&f, 0.5, 1.5, T0).unwrap().unwrap();
+        assert_eq!(s.crosses_at_ms, T0 + 5 * STEP);
+        assert_eq!(s.window_start_ms, T0 + HOUR);
+        // p10 never crosses.
+        assert_eq!(saturation(&f, 0.1, 1.6, T0).unwrap(), None);
+    }
+
+    #[test]
+    fn a_later_cycle_finding_the_same_crossing_reports_the_same_window() {
+        let first = forecast(&[0.0; 8], &[0.0; 8], &[0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0]);
+        let mut later = forecast(&[0.0; 7], &[0.0; 7], &[0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0]);
+        later.origin_ms += STEP;
+        let a = saturation(&first, 0.9, 2.0, T0).unwrap().unwrap();
+        let b = saturation(&later, 0.9, 2.0, T0 + STEP).unwrap().unwrap();
+        assert_eq!(a.crosses_at_ms, b.crosses_at_ms);
+        assert_eq!(a.window_start_ms, b.window_start_ms);
+        assert_eq!(a.time_left_ms - b.time_left_ms, STEP);
+    }
+
+    #[test]
+    fn time_left_is_never_negative() {
+        let f = forecast(&[0.0; 3], &[0.0; 3], &[5.0, 5.0, 5.0]);
+        let s = saturation(&f, 0.9, 4.0, T0 + 2 * HOUR).unwrap().unwrap();
+        assert_eq!(s.time_left_ms, 0);
+        assert_eq!(s.crosses_at_ms, T0);
+    }
+
+    #[test]
+    fn a_quantile_the_forecasts_do_not_have_is_rejected() {
+        let f = forecast(&[0.0], &[0.0], &[0.0]);
+        let err = saturation(&f, 0.7, 1.0, T0).unwrap_err().to_string();
+        assert!(err.starts_with("k8s/shop/deployment/cart:cpu: quantile 0.7 is not in the forecasts"), "{err}");
+        // Written slightly off (as arithmetic may give it), 0.9 still names p90.
+        assert!(saturation(&f, 0.3 * 3.0, 1.0, T0).is_ok());
+    }
+
+    #[test]
+    fn a_forecast_with_a_nan_is_rejected_naming_the_bin() {
+        let mut f = forecast(&[0.0; 3], &[0.0; 3], &[0.0; 3]);
+        f.q.p50[1] = f64::NAN;
+        let err = saturation(&f, 0.9, 1.0, T0).unwrap_err().to_string();
+        assert!(
+            err.contains("forecast by lstm from 2024-01-01T00:00:00Z: p50 at 2024-01-01T00:15:00Z is NaN"),
+            "{err}"
+        );
+        let f = forecast(&[0.0], &[0.0], &[0.0]);
+        assert!(saturation(&f, 0.9, f64::NAN, T0).is_err());
+    }
+}
