@@ -5,9 +5,11 @@
 #   SKIP_INSTALL=1 ./scripts/test.sh
 #
 # Real components: Prometheus, promtool and node-exporter (Debian packages),
-# systemd + dbus (for the real-systemd sandbox), stress-ng, and pandas/pyarrow
-# (the store must be readable from Python). Run as root on Debian/Ubuntu, or
-# install those yourself and set SKIP_INSTALL=1.
+# systemd + dbus (for the real-systemd sandbox), stress-ng, pandas/pyarrow
+# (the store must be readable from Python), Chromium (the backtest report is
+# rendered headless; ~80 MB download, ~400 MB installed) and matplotlib +
+# nbclient/nbformat/ipykernel (notebooks/backtest.ipynb is executed). Run as
+# root on Debian/Ubuntu, or install those yourself and set SKIP_INSTALL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,7 @@ install_deps() {
     command -v stress-ng >/dev/null || pkgs+=(stress-ng)
     command -v systemctl >/dev/null || pkgs+=(systemd)
     command -v dbus-daemon >/dev/null || pkgs+=(dbus)
+    command -v chromium >/dev/null || command -v chromium-browser >/dev/null || pkgs+=(chromium)
     if [ ${#pkgs[@]} -gt 0 ]; then
         log "apt-get install ${pkgs[*]}"
         if [ "$(id -u)" -ne 0 ]; then
@@ -30,9 +33,9 @@ install_deps() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
     fi
-    if ! python3 -c 'import pandas, pyarrow' 2>/dev/null; then
-        log "pip install pandas pyarrow"
-        python3 -m pip install -q --disable-pip-version-check pandas pyarrow
+    if ! python3 -c 'import pandas, pyarrow, matplotlib, nbclient, nbformat, ipykernel' 2>/dev/null; then
+        log "pip install pandas pyarrow matplotlib nbclient nbformat ipykernel"
+        python3 -m pip install -q --disable-pip-version-check pandas pyarrow matplotlib nbclient nbformat ipykernel
     fi
     if ! command -v cargo-nextest >/dev/null; then
         log "cargo install cargo-nextest"

@@ -28,6 +28,9 @@ pub struct World<'a> {
     pub raw: &'a [SeriesData],
     /// Capacity, saturation threshold and replicas per series.
     pub limits: &'a Limits,
+    /// Current replicas per target name, as an actuator reports them (or the
+    /// backtest simulates them); targets not listed use their configured count.
+    pub replicas: &'a BTreeMap<String, u32>,
 }
 
 /// The forecasting models a cycle uses.
@@ -174,7 +177,9 @@ fn starts_within(counter: &SeriesData, now_ms: i64, span_ms: i64) -> Vec<i64> {
     out
 }
 
-/// Runs one cycle at `now_ms` over `world` for every target of `cfg`.
+/// Runs one cycle at `now_ms` over `world` for every target of `cfg`:
+/// forecasts each target's series from `now_ms` (and from one health window
+/// earlier, to score), then [`decide`]s.
 ///
 /// `history` holds the actions already taken per target (from the audit log,
 /// or the backtest's own replay).
@@ -186,77 +191,157 @@ pub fn cycle(
     now_ms: i64,
 ) -> Result<CycleReport> {
     let grid: BTreeMap<&SeriesKey, &ResampledSeries> = world.grid.iter().map(|s| (&s.key, s)).collect();
-    let raw: BTreeMap<&SeriesKey, &SeriesData> = world.raw.iter().map(|s| (&s.key, s)).collect();
-    let mut notes = Vec::new();
-    let mut note = |t: &Target, n: String| notes.push(TargetNote { target: t.name.clone(), note: n });
-
-    // Forecast every target's series from now, and from one health window ago.
     let health_ms = cfg.detect.health.window.ms();
-    let mut now_h = Vec::new();
+    let mut now_h: Vec<History<'_>> = Vec::new();
     let mut past_h = Vec::new();
     for t in &cfg.targets {
-        let k = key(&t.entity, &t.metric);
-        match grid.get(&k) {
-            Some(s) => {
-                let h = history_until(s, now_ms);
-                if h.values.is_empty() {
-                    note(t, format!("no data of {k} before {}", format_ts(now_ms)));
-                    continue;
-                }
-                if !now_h.iter().any(|x: &History<'_>| x.key == h.key) {
-                    now_h.push(h);
-                    let past = history_until(s, h.origin_ms() - health_ms);
-                    if !past.values.is_empty() {
-                        past_h.push(past);
-                    }
+        if let Some(s) = grid.get(&key(&t.entity, &t.metric)) {
+            let h = history_until(s, now_ms);
+            if !h.values.is_empty() && !now_h.iter().any(|x| x.key == h.key) {
+                now_h.push(h);
+                let past = history_until(s, h.origin_ms() - health_ms);
+                if !past.values.is_empty() {
+                    past_h.push(past);
                 }
             }
-            None => note(t, format!("no series {k} in the data")),
         }
     }
     let (forecasts, fallbacks, errors) = forecast_all(models, &now_h);
     let (past_forecasts, _, _) = forecast_all(models, &past_h);
+    let all: Vec<Forecast> = forecasts.values().chain(past_forecasts.values()).cloned().collect();
+    let book = ForecastBook::new(&all);
+    let mut report = decide(world, &book, cfg, history, now_ms)?;
+    for t in &cfg.targets {
+        if let Some(err) = errors.get(&key(&t.entity, &t.metric)) {
+            report.notes.push(TargetNote { target: t.name.clone(), note: format!("forecast failed: {err}") });
+        }
+    }
+    report.forecasts = forecasts.into_values().collect();
+    report.fallbacks = fallbacks;
+    Ok(report)
+}
 
+/// The forecasts a decide step may use, per series, ordered by origin.
+#[derive(Debug, Clone, Default)]
+pub struct ForecastBook<'a> {
+    by_key: BTreeMap<&'a SeriesKey, Vec<&'a Forecast>>,
+}
+
+impl<'a> ForecastBook<'a> {
+    /// A book of `forecasts` (any models; give one model's forecasts per series).
+    pub fn new(forecasts: &'a [Forecast]) -> Self {
+        let mut by_key: BTreeMap<&SeriesKey, Vec<&Forecast>> = BTreeMap::new();
+        for f in forecasts {
+            by_key.entry(&f.key).or_default().push(f);
+        }
+        for v in by_key.values_mut() {
+            v.sort_by_key(|f| f.origin_ms);
+        }
+        Self { by_key }
+    }
+
+    /// The newest forecast of `key` made at or before `now_ms`.
+    pub fn latest(&self, key: &SeriesKey, now_ms: i64) -> Option<&'a Forecast> {
+        let v = self.by_key.get(key)?;
+        let n = v.partition_point(|f| f.origin_ms <= now_ms);
+        n.checked_sub(1).map(|i| v[i])
+    }
+
+    /// Every forecast of `key` made before `now_ms` (for scoring recent forecasts).
+    pub fn before(&self, key: &SeriesKey, now_ms: i64) -> Vec<Forecast> {
+        let Some(v) = self.by_key.get(key) else { return Vec::new() };
+        v[..v.partition_point(|f| f.origin_ms < now_ms)].iter().map(|f| (*f).clone()).collect()
+    }
+}
+
+/// The bins of `f` from the one holding `now_ms` on (a forecast made earlier
+/// than now is read from now, never from the past); None if none are left.
+fn from_now(f: &Forecast, now_ms: i64) -> Option<Forecast> {
+    let skip = if now_ms <= f.origin_ms { 0 } else { ((now_ms - f.origin_ms) / f.step_ms) as usize };
+    if skip == 0 {
+        return Some(f.clone());
+    }
+    if skip >= f.q.len() {
+        return None;
+    }
+    let q = headroom_core::Quantiles::new(f.q.p10[skip..].to_vec(), f.q.p50[skip..].to_vec(), f.q.p90[skip..].to_vec())
+        .ok()?;
+    Some(Forecast { key: f.key.clone(), model: f.model.clone(), origin_ms: f.ts(skip), step_ms: f.step_ms, q })
+}
+
+/// The decide step of a cycle: detectors, observed state and the policy, with
+/// the newest forecast of each target's series made at or before `now_ms`
+/// (none: the target falls back to reactive rules).
+///
+/// `world.replicas` holds the current replica count per target when an
+/// actuator (or the backtest's simulation) reports one; the recorded series
+/// are taken as measured at the target's configured `replicas`, so with `r`
+/// replicas the saturation level for that series is `level × r / configured`.
+pub fn decide(
+    world: &World<'_>,
+    book: &ForecastBook<'_>,
+    cfg: &Config,
+    history: &BTreeMap<String, Vec<PastAction>>,
+    now_ms: i64,
+) -> Result<CycleReport> {
+    let grid: BTreeMap<&SeriesKey, &ResampledSeries> = world.grid.iter().map(|s| (&s.key, s)).collect();
+    let raw: BTreeMap<&SeriesKey, &SeriesData> = world.raw.iter().map(|s| (&s.key, s)).collect();
+    let mut notes = Vec::new();
+    let mut note = |t: &Target, n: String| notes.push(TargetNote { target: t.name.clone(), note: n });
     let mut risks = Vec::new();
     let mut states = BTreeMap::new();
     for t in &cfg.targets {
         let k = key(&t.entity, &t.metric);
+        let configured = t.replicas.or(world.limits.get(&k).and_then(|l| l.replicas));
+        let current = world.replicas.get(&t.name).copied().or(configured);
         let mut state = TargetState {
-            replicas: world.limits.get(&k).and_then(|l| l.replicas),
+            replicas: current,
             history: history.get(&t.name).cloned().unwrap_or_default(),
             ..TargetState::default()
         };
+        // Capacity grows with replicas: the level of the recorded series at `current` replicas.
+        let scale = match (current, configured) {
+            (Some(c), Some(r)) if r > 0 => f64::from(c) / f64::from(r),
+            _ => 1.0,
+        };
         if let Some(r) = raw.get(&k) {
-            state.last_sample_ms = r.ts.iter().rev().find(|&&ts| ts <= now_ms).copied();
+            state.last_sample_ms = r.ts[..r.ts.partition_point(|&ts| ts <= now_ms)].last().copied();
         }
-        if let Some(err) = errors.get(&k) {
-            note(t, format!("forecast failed: {err}"));
-        }
-        let level = saturation_level(t, world.limits, &k);
-        if level.is_none() && grid.contains_key(&k) {
+        let level = saturation_level(t, world.limits, &k).map(|(l, _)| l * scale);
+        let Some(s) = grid.get(&k) else {
+            note(t, format!("no series {k} in the data"));
+            states.insert(t.name.clone(), state);
+            continue;
+        };
+        if level.is_none() {
             note(t, format!("no capacity or threshold for {k} (limits file or `capacity`): no saturation check"));
         }
-        if let (Some(s), Some(f)) = (grid.get(&k), forecasts.get(&k)) {
-            let h = history_until(s, now_ms);
-            let per = (t.scale_in.window.ms() / s.grid.step_ms).max(1) as usize;
-            state.recent =
-                h.values[h.values.len().saturating_sub(per)..].iter().copied().filter(|v| v.is_finite()).collect();
-            if let Some((level, _)) = level {
-                state.forecast = Some(peak_evidence(f, t.quantile, level));
-                if let Some(r) = detect::saturation(f, t.quantile, level, now_ms)? {
-                    risks.push(Risk::Saturation(r));
-                }
+        let h = history_until(s, now_ms);
+        if h.values.is_empty() {
+            note(t, format!("no data of {k} before {}", format_ts(now_ms)));
+        }
+        let per = (t.scale_in.window.ms() / s.grid.step_ms).max(1) as usize;
+        state.recent =
+            h.values[h.values.len().saturating_sub(per)..].iter().copied().filter(|v| v.is_finite()).collect();
+        state.level = level;
+        let forecast = book.latest(&k, now_ms).and_then(|f| from_now(f, now_ms));
+        if let (Some(f), Some(level)) = (&forecast, level) {
+            state.forecast = Some(peak_evidence(f, t.quantile, level));
+            if let Some(r) = detect::saturation(f, t.quantile, level, now_ms)? {
+                risks.push(Risk::Saturation(r));
             }
-            state.health = Some(match past_forecasts.get(&k) {
-                Some(pf) => detect::health(std::slice::from_ref(pf), &actual(s, now_ms), &cfg.detect.health, now_ms)?,
-                None => ForecastHealth {
+            let past = book.before(&k, now_ms);
+            state.health = Some(if past.is_empty() {
+                ForecastHealth {
                     key: k.clone(),
                     mase: None,
                     coverage: None,
                     scored: 0,
                     degraded: false,
-                    reason: format!("no forecast from {} ago to score yet", cfg.detect.health.window),
-                },
+                    reason: format!("no earlier forecast to score yet (window {})", cfg.detect.health.window),
+                }
+            } else {
+                detect::health(&past, &actual(s, now_ms), &cfg.detect.health, now_ms)?
             });
         }
         // Crash patterns from the raw samples of the same entity.
@@ -286,7 +371,7 @@ pub fn cycle(
         states.insert(t.name.clone(), state);
     }
     let plan = plan(&risks, &states, cfg, now_ms);
-    Ok(CycleReport { now_ms, plan, risks, states, forecasts: forecasts.into_values().collect(), fallbacks, notes })
+    Ok(CycleReport { now_ms, plan, risks, states, forecasts: Vec::new(), fallbacks: Vec::new(), notes })
 }
 
 /// The grid bins of `s` before `now_ms` as raw points (for scoring forecasts).
@@ -349,7 +434,7 @@ mod tests {
         let daily = baseline("snaive-daily").unwrap();
         let chain: Vec<&dyn Forecaster> = vec![weekly.as_ref()];
         let models = Models { forecaster: daily.as_ref(), fallbacks: &chain, horizon: 96 };
-        cycle(&World { grid, raw, limits }, &models, cfg, &BTreeMap::new(), now).unwrap()
+        cycle(&World { grid, raw, limits, replicas: &BTreeMap::new() }, &models, cfg, &BTreeMap::new(), now).unwrap()
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod cycle;
 pub mod error;
+pub mod replay;
 
-pub use cycle::{CycleReport, Models, World, cycle};
+pub use cycle::{CycleReport, ForecastBook, Models, World, cycle, decide};
 pub use error::{Error, Result};

@@ -1,8 +1,13 @@
 //! Runs the reference protocol ([`Protocol`]) over many series and models:
 //! every model forecasts every (series, origin) pair from the data before the
 //! origin, each forecast is scored against the actuals that followed
-//! ([`crate::metrics`]), and scores are aggregated per model, overall and per
-//! group (the entity's first path part: `nab`, `asd`, `dc`, `k8s`, …).
+//! ([`crate::metrics`]), and scores are aggregated per model: per series
+//! ([`SeriesScore`]), overall and per group (the entity's first path part:
+//! `nab`, `asd`, `dc`, `k8s`, …).
+//!
+//! With `auto`, one more model is scored: at each pair, the forecast of the
+//! model that did best on that series before the origin ([`crate::auto`]),
+//! under the name [`AUTO`].
 //!
 //! A model that cannot forecast a pair because the history is too short gets
 //! the forecast of the first fallback model that can, recorded in
@@ -13,10 +18,14 @@ use std::collections::BTreeMap;
 use headroom_core::{Forecast, Limits, ResampledSeries, SeriesKey, format_ts};
 use serde::Serialize;
 
+use crate::auto::{Scored, choose, selection_origin};
 use crate::error::{Error, Result};
 use crate::forecaster::{Forecaster, History};
-use crate::metrics::{ModelScore, PairScore, score_pair};
+use crate::metrics::{ModelScore, PairScore, SeriesScore, score_pair};
 use crate::protocol::Protocol;
+
+/// The name of the model that picks, per series and origin, the best model so far.
+pub const AUTO: &str = "auto";
 
 /// A pair forecast by the fallback model instead of the one asked for.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,19 +42,66 @@ pub struct Fallback {
     pub reason: String,
 }
 
+/// What `auto` chose.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AutoReport {
+    /// The models it chose among, in the order that breaks ties.
+    pub candidates: Vec<String>,
+    /// Pairs on which each candidate was chosen (same order as `candidates`).
+    pub choices: Vec<usize>,
+    /// The same counts per group.
+    pub groups: BTreeMap<String, Vec<usize>>,
+    /// Pairs where no candidate had a finished forecast yet (the first candidate was used).
+    pub without_evidence: usize,
+    /// Selection forecasts (see [`crate::auto::selection_origin`]) made by a fallback model.
+    pub fallbacks: Vec<Fallback>,
+}
+
+impl AutoReport {
+    /// (candidate, pairs chosen), in candidate order.
+    pub fn counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.candidates.iter().map(String::as_str).zip(self.choices.iter().copied())
+    }
+}
+
 /// Everything a backtest produced.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
-    /// Every forecast, model by model.
+    /// Every forecast, model by model (`auto` last).
     pub forecasts: Vec<Forecast>,
     /// One score per model, over all series.
     pub scores: Vec<ModelScore>,
     /// Scores per group, then per model.
     pub groups: BTreeMap<String, Vec<ModelScore>>,
+    /// One score per model and series with at least one origin, model by model.
+    pub series_scores: Vec<SeriesScore>,
     /// Pairs forecast by the fallback model.
     pub fallbacks: Vec<Fallback>,
     /// Series without a single origin (too short for the protocol).
     pub skipped: Vec<SeriesKey>,
+    /// What `auto` chose, when it ran.
+    pub auto: Option<AutoReport>,
+}
+
+/// What [`evaluate`] reports while it runs (it prints nothing itself).
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// `model`, the `index`-th of `of` (from 0), starts forecasting `pairs` pairs.
+    Started {
+        /// The model.
+        model: &'a str,
+        /// Its position.
+        index: usize,
+        /// How many models run (not counting `auto`).
+        of: usize,
+        /// (series, origin) pairs it forecasts.
+        pairs: usize,
+    },
+    /// `model` has forecast and scored every pair.
+    Finished {
+        /// The model.
+        model: &'a str,
+    },
 }
 
 /// The group of an entity: its first `/`-separated part.
@@ -53,14 +109,17 @@ pub fn group_of(key: &SeriesKey) -> &str {
     key.entity.split('/').next().unwrap_or(&key.entity)
 }
 
-/// Runs `models` over `series` with `protocol` (see the module docs).
-/// `series` must be on the protocol's step, without missing bins.
+/// Runs `models` over `series` with `protocol` (see the module docs), and
+/// `auto` over them when asked. `series` must be on the protocol's step,
+/// without missing bins. `progress` hears of each model as it runs.
 pub fn evaluate(
     series: &[ResampledSeries],
     limits: &Limits,
     models: &[&dyn Forecaster],
     fallbacks: &[&dyn Forecaster],
     protocol: &Protocol,
+    auto: bool,
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Evaluation> {
     for s in series {
         if s.grid.step_ms != protocol.step_ms {
@@ -70,50 +129,131 @@ pub fn evaluate(
             )));
         }
     }
+    if auto && models.is_empty() {
+        return Err(Error::Invalid(format!("{AUTO} chooses among other models: name at least one more")));
+    }
+    let horizon = protocol.horizon;
     let origins: Vec<Vec<usize>> = series.iter().map(|s| protocol.origins(s.values.len())).collect();
     let skipped = series.iter().zip(&origins).filter(|(_, o)| o.is_empty()).map(|(s, _)| s.key.clone()).collect();
-    let histories: Vec<(usize, History<'_>)> = series
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| {
-            origins[i].iter().map(move |&o| {
-                let h =
-                    History { key: &s.key, start_ms: s.grid.start_ms, step_ms: s.grid.step_ms, values: &s.values[..o] };
-                (i, h)
-            })
-        })
-        .collect();
+    let history = |i: usize, o: usize| {
+        let s = &series[i];
+        (i, History { key: &s.key, start_ms: s.grid.start_ms, step_ms: s.grid.step_ms, values: &s.values[..o] })
+    };
+    let histories: Vec<(usize, History<'_>)> =
+        origins.iter().enumerate().flat_map(|(i, os)| os.iter().map(move |&o| history(i, o))).collect();
     let only: Vec<History<'_>> = histories.iter().map(|(_, h)| *h).collect();
+    // auto's extra forecasts, one per series, ending at its first origin.
+    let selection: Vec<(usize, History<'_>)> = if auto {
+        origins
+            .iter()
+            .enumerate()
+            .filter_map(|(i, os)| selection_origin(*os.first()?, horizon).map(|o| history(i, o)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let selection_only: Vec<History<'_>> = selection.iter().map(|(_, h)| *h).collect();
+    let score = |i: usize, h: &History<'_>, f: &Forecast| {
+        let s = &series[i];
+        let o = h.values.len();
+        score_pair(&f.q, &s.values[o..o + horizon], h.values, h.bins_per_day(), limits.get(&s.key).map(|l| l.threshold))
+    };
 
     let mut out = Evaluation {
         forecasts: Vec::new(),
         scores: Vec::new(),
         groups: BTreeMap::new(),
+        series_scores: Vec::new(),
         fallbacks: Vec::new(),
         skipped,
+        auto: None,
     };
-    for model in models {
-        let (forecasts, used) = forecast_with_fallback(*model, fallbacks, &only, protocol.horizon)?;
+    // For auto: each model's pair scores and its track per series.
+    let mut pair_scores: Vec<Vec<Vec<PairScore>>> = Vec::new();
+    let mut tracks: Vec<Vec<Vec<Scored>>> = Vec::new();
+    let mut selection_fallbacks = Vec::new();
+    for (index, model) in models.iter().enumerate() {
+        progress(Progress::Started { model: model.name(), index, of: models.len(), pairs: only.len() });
+        let (forecasts, used) = forecast_with_fallback(*model, fallbacks, &only, horizon)?;
+        if forecasts.len() != only.len() {
+            return Err(Error::Invalid(format!(
+                "{} returned {} forecasts for {} histories",
+                model.name(),
+                forecasts.len(),
+                only.len()
+            )));
+        }
         out.fallbacks.extend(used);
         let mut per_series: Vec<Vec<PairScore>> = vec![Vec::new(); series.len()];
         for ((i, h), f) in histories.iter().zip(&forecasts) {
-            let s = &series[*i];
-            let o = h.values.len();
-            let actual = &s.values[o..o + protocol.horizon];
-            let threshold = limits.get(&s.key).map(|l| l.threshold);
-            per_series[*i].push(score_pair(&f.q, actual, h.values, h.bins_per_day(), threshold));
+            per_series[*i].push(score(*i, h, f));
         }
-        out.scores.push(ModelScore::from_pairs(model.name(), &per_series));
-        let mut by_group: BTreeMap<&str, Vec<Vec<PairScore>>> = BTreeMap::new();
-        for (s, pairs) in series.iter().zip(per_series) {
-            by_group.entry(group_of(&s.key)).or_default().push(pairs);
-        }
-        for (group, pairs) in by_group {
-            out.groups.entry(group.to_owned()).or_default().push(ModelScore::from_pairs(model.name(), &pairs));
-        }
+        record(&mut out, series, model.name(), &per_series);
         out.forecasts.extend(forecasts);
+        if auto {
+            let (picks, used) = forecast_with_fallback(*model, fallbacks, &selection_only, horizon)?;
+            selection_fallbacks.extend(used);
+            let mut track: Vec<Vec<Scored>> = vec![Vec::new(); series.len()];
+            for ((i, h), f) in selection.iter().zip(&picks) {
+                track[*i].push(Scored { end: h.values.len() + horizon, error: score(*i, h, f).mae });
+            }
+            for (i, t) in track.iter_mut().enumerate() {
+                t.extend(
+                    origins[i].iter().zip(&per_series[i]).map(|(&o, p)| Scored { end: o + horizon, error: p.mae }),
+                );
+            }
+            tracks.push(track);
+            pair_scores.push(per_series);
+        }
+        progress(Progress::Finished { model: model.name() });
+    }
+    if auto {
+        let mut report = AutoReport {
+            candidates: models.iter().map(|m| m.name().to_owned()).collect(),
+            choices: vec![0; models.len()],
+            groups: BTreeMap::new(),
+            without_evidence: 0,
+            fallbacks: selection_fallbacks,
+        };
+        let pairs = histories.len();
+        let mut per_series: Vec<Vec<PairScore>> = vec![Vec::new(); series.len()];
+        let mut forecasts = Vec::with_capacity(pairs);
+        for (p, (i, h)) in histories.iter().enumerate() {
+            let candidates: Vec<&[Scored]> = tracks.iter().map(|t| t[*i].as_slice()).collect();
+            let chosen = choose(&candidates, h.values.len()).unwrap_or_else(|| {
+                report.without_evidence += 1;
+                0
+            });
+            report.choices[chosen] += 1;
+            report.groups.entry(group_of(&series[*i].key).to_owned()).or_insert_with(|| vec![0; models.len()])
+                [chosen] += 1;
+            // The same forecast scores the same: take the chosen model's pair score.
+            let k = per_series[*i].len();
+            per_series[*i].push(pair_scores[chosen][*i][k].clone());
+            let mut f = out.forecasts[chosen * pairs + p].clone();
+            f.model = AUTO.to_owned();
+            forecasts.push(f);
+        }
+        record(&mut out, series, AUTO, &per_series);
+        out.forecasts.extend(forecasts);
+        out.auto = Some(report);
     }
     Ok(out)
+}
+
+/// Adds one model's scores (per series, overall, per group) from its pair scores per series.
+fn record(out: &mut Evaluation, series: &[ResampledSeries], model: &str, per_series: &[Vec<PairScore>]) {
+    out.scores.push(ModelScore::from_pairs(model, per_series));
+    let mut by_group: BTreeMap<&str, Vec<Vec<PairScore>>> = BTreeMap::new();
+    for (s, pairs) in series.iter().zip(per_series) {
+        by_group.entry(group_of(&s.key)).or_default().push(pairs.clone());
+        if !pairs.is_empty() {
+            out.series_scores.push(SeriesScore::from_pairs(model, group_of(&s.key), &s.key, pairs));
+        }
+    }
+    for (group, pairs) in by_group {
+        out.groups.entry(group.to_owned()).or_default().push(ModelScore::from_pairs(model, &pairs));
+    }
 }
 
 /// One model over every history, in one batch per core. When a batch fails,
@@ -230,7 +370,7 @@ mod tests {
         let mut limits = Limits::new();
         limits.insert(s[1].key.clone(), Limit::threshold(40.0));
         let last = Last { need: 0 };
-        let e = evaluate(&s, &limits, &[&last], &[&last], &p).unwrap();
+        let e = evaluate(&s, &limits, &[&last], &[&last], &p, false, &mut |_| {}).unwrap();
         assert_eq!(e.forecasts.len(), 12); // 6 origins each
         assert!(e.forecasts.iter().all(|f| f.q.len() == 192));
         assert_eq!(e.forecasts[0].origin_ms, 672 * 900_000);
@@ -241,6 +381,77 @@ mod tests {
         assert_eq!((score.sat_p90.tp, score.sat_p90.fp, score.sat_p90.fn_), (6, 0, 0));
         assert_eq!(e.groups.keys().collect::<Vec<_>>(), ["asd", "nab"]);
         assert!(e.fallbacks.is_empty());
+        // One row per model and series, in the order of the series.
+        let rows: Vec<_> = e.series_scores.iter().map(|r| (r.model.as_str(), r.entity.as_str(), r.pairs)).collect();
+        assert_eq!(rows, [("last", "nab/a", 6), ("last", "asd/b", 6)]);
+        assert!(e.auto.is_none());
+    }
+
+    /// Always forecasts `value`.
+    #[derive(Debug)]
+    struct Const {
+        name: &'static str,
+        value: f64,
+    }
+
+    impl Forecaster for Const {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn fit(&self, _: &History<'_>) -> Result<Box<dyn Fitted>> {
+            Ok(Box::new(LastFitted(self.value)))
+        }
+    }
+
+    #[test]
+    fn auto_uses_only_forecasts_that_ended_before_the_origin() {
+        let p = Protocol::reference();
+        // 14 days (origins 672, 768, …, 1152), 5 until bin 1000, then 50.
+        let v: Vec<f64> = (0..1344).map(|i| if i < 1000 { 5.0 } else { 50.0 }).collect();
+        let s = vec![series("nab/a", v)];
+        let (five, fifty) = (Const { name: "five", value: 5.0 }, Const { name: "fifty", value: 50.0 });
+        let mut heard = Vec::new();
+        let e = evaluate(&s, &Limits::new(), &[&fifty, &five], &[&five], &p, true, &mut |p| {
+            if let Progress::Started { model, index, of, pairs } = p {
+                heard.push(format!("{model} {index}/{of} {pairs}"));
+            }
+        })
+        .unwrap();
+        assert_eq!(heard, ["fifty 0/2 6", "five 1/2 6"]);
+        // From 1056 on, fifty is exact; but every forecast that had *ended* by
+        // then favours five, so auto keeps five at every origin.
+        let auto: Vec<&Forecast> = e.forecasts.iter().filter(|f| f.model == AUTO).collect();
+        assert_eq!(auto.len(), 6);
+        assert!(auto.iter().all(|f| f.q.p50.iter().all(|&x| x == 5.0)));
+        let report = e.auto.as_ref().unwrap();
+        assert_eq!(report.counts().collect::<Vec<_>>(), [("fifty", 0), ("five", 6)]);
+        assert_eq!(report.groups["nab"], [0, 6]);
+        assert_eq!(report.without_evidence, 0); // the selection forecast from 480 ended at 672
+        // auto scores as the model it chose.
+        let (five_score, auto_score) = (&e.scores[1], &e.scores[2]);
+        assert_eq!(auto_score.model, AUTO);
+        assert_eq!((auto_score.mean_mae, auto_score.pairs), (five_score.mean_mae, five_score.pairs));
+        assert_eq!(e.series_scores.len(), 3);
+    }
+
+    #[test]
+    fn auto_switches_once_the_evidence_has_ended() {
+        let p = Protocol::reference();
+        // 50 from bin 500 on: the selection forecast (480 → 672) already favours fifty.
+        let v: Vec<f64> = (0..1344).map(|i| if i < 500 { 5.0 } else { 50.0 }).collect();
+        let s = vec![series("nab/a", v)];
+        let (five, fifty) = (Const { name: "five", value: 5.0 }, Const { name: "fifty", value: 50.0 });
+        let e = evaluate(&s, &Limits::new(), &[&five, &fifty], &[&five], &p, true, &mut |_| {}).unwrap();
+        assert_eq!(e.auto.unwrap().choices, [0, 6]);
+        assert_eq!(e.scores[2].mean_mae, 0.0);
+    }
+
+    #[test]
+    fn auto_needs_another_model() {
+        let last = Last { need: 0 };
+        let s = vec![series("nab/a", vec![1.0; 1344])];
+        let e = evaluate(&s, &Limits::new(), &[], &[&last], &Protocol::reference(), true, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("auto chooses among other models"), "{e}");
     }
 
     #[test]
@@ -249,7 +460,7 @@ mod tests {
         let s = vec![series("dc/x", vec![1.0; 748])]; // origins at 364, 460, 556
         let picky = Last { need: 400 };
         let last = Last { need: 0 };
-        let e = evaluate(&s, &Limits::new(), &[&picky], &[&picky, &last], &p).unwrap();
+        let e = evaluate(&s, &Limits::new(), &[&picky], &[&picky, &last], &p, false, &mut |_| {}).unwrap();
         assert_eq!(e.forecasts.len(), 3);
         assert!(e.forecasts.iter().all(|f| f.model == "picky"));
         assert_eq!(e.fallbacks.len(), 1);
@@ -262,7 +473,8 @@ mod tests {
         let mut s = series("nab/a", vec![1.0; 10]);
         s.grid = Grid::new(300_000, 0, 3_000_000).unwrap();
         let last = Last { need: 0 };
-        let e = evaluate(&[s], &Limits::new(), &[&last], &[&last], &Protocol::reference()).unwrap_err();
+        let e =
+            evaluate(&[s], &Limits::new(), &[&last], &[&last], &Protocol::reference(), false, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("grid step 300000 ms"), "{e}");
     }
 }

@@ -1,11 +1,13 @@
 //! headroom's forecasting layer, without the LSTM.
 //!
 //! This crate owns the [`Forecaster`] trait ([`forecaster`]), the baselines
-//! ([`baselines`]), the reference evaluation protocol ([`protocol`]) and the
-//! accuracy metrics ([`metrics`]). It must not do IO, touch the collectors,
-//! or know about remediation; the LSTM lives in `headroom-lstm` behind the
-//! same trait.
+//! ([`baselines`]), the reference evaluation protocol ([`protocol`]), the
+//! backtest over it ([`evaluate`]), the `auto` model's choice of the best
+//! model so far ([`auto`]) and the accuracy metrics ([`metrics`]). It must
+//! not do IO, touch the collectors, or know about remediation; the LSTM lives
+//! in `headroom-lstm` behind the same trait.
 
+pub mod auto;
 pub mod baselines;
 pub mod error;
 pub mod evaluate;

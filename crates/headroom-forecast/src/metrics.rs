@@ -4,7 +4,7 @@
 //! precision/recall (an event is the actuals' max over the horizon above the
 //! series' threshold; a forecast flags it when its own max is above).
 
-use headroom_core::Quantiles;
+use headroom_core::{Quantiles, SeriesKey};
 use serde::{Deserialize, Serialize};
 
 /// Pinball (quantile) loss of `pred` for quantile `q` against `actual`.
@@ -130,6 +130,80 @@ pub fn score_pair(q: &Quantiles, actual: &[f64], history: &[f64], season: usize,
     }
 }
 
+/// One model's score on one series, averaged over its origins (a row of `scores.parquet`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesScore {
+    /// The model's name.
+    pub model: String,
+    /// The series' group (the entity's first `/`-separated part).
+    pub group: String,
+    /// Entity of the series.
+    pub entity: String,
+    /// Metric of the series.
+    pub metric: String,
+    /// Origins scored.
+    pub pairs: usize,
+    /// Mean over origins of the MAE of p50.
+    pub mae: f64,
+    /// Mean over origins of the sMAPE of p50 (percent).
+    pub smape: f64,
+    /// Mean over origins of the MASE (origins with a finite MASE); NaN if none.
+    pub mase: f64,
+    /// Mean pinball loss over origins, quantiles and steps.
+    pub pinball: f64,
+    /// Share of actuals inside [p10, p90].
+    pub coverage: f64,
+}
+
+impl SeriesScore {
+    /// Averages one series' pair scores (NaN everywhere when `pairs` is empty).
+    pub fn from_pairs(model: &str, group: &str, key: &SeriesKey, pairs: &[PairScore]) -> Self {
+        let m = SeriesMeans::of(pairs);
+        let steps: usize = pairs.iter().map(|p| p.steps).sum();
+        Self {
+            model: model.to_owned(),
+            group: group.to_owned(),
+            entity: key.entity.clone(),
+            metric: key.metric.clone(),
+            pairs: pairs.len(),
+            mae: m.mae,
+            smape: m.smape,
+            mase: m.mase,
+            pinball: mean(&pairs.iter().map(|p| p.pinball).collect::<Vec<_>>()),
+            coverage: if steps == 0 {
+                f64::NAN
+            } else {
+                pairs.iter().map(|p| p.covered).sum::<usize>() as f64 / steps as f64
+            },
+        }
+    }
+}
+
+/// The mean of `v`, NaN when empty.
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+/// One series' means over its origins, as `score.py` takes them (the one
+/// definition behind [`SeriesScore`] and [`ModelScore`]).
+struct SeriesMeans {
+    mae: f64,
+    smape: f64,
+    /// Over origins with a finite MASE; NaN if none.
+    mase: f64,
+}
+
+impl SeriesMeans {
+    fn of(pairs: &[PairScore]) -> Self {
+        let finite: Vec<f64> = pairs.iter().map(|p| p.mase).filter(|m| m.is_finite()).collect();
+        Self {
+            mae: mean(&pairs.iter().map(|p| p.mae).collect::<Vec<_>>()),
+            smape: mean(&pairs.iter().map(|p| p.smape).collect::<Vec<_>>()),
+            mase: mean(&finite),
+        }
+    }
+}
+
 /// One model's score over many series, aggregated as `score.py` does: MASE and
 /// sMAPE averaged per series first, then over series; coverage and saturation pooled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,19 +235,18 @@ pub struct ModelScore {
 impl ModelScore {
     /// Aggregates pair scores grouped by series (`per_series[i]` holds series i's pairs).
     pub fn from_pairs(model: &str, per_series: &[Vec<PairScore>]) -> Self {
-        let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
         let (mut mase, mut smapes, mut maes) = (Vec::new(), Vec::new(), Vec::new());
         let (mut covered, mut steps, mut pin, mut pairs) = (0usize, 0usize, 0.0, 0usize);
         let (mut sat_p50, mut sat_p90) = (Confusion::default(), Confusion::default());
         let mut series = 0;
         for pairs_of in per_series.iter().filter(|p| !p.is_empty()) {
             series += 1;
-            let finite: Vec<f64> = pairs_of.iter().map(|p| p.mase).filter(|m| m.is_finite()).collect();
-            if !finite.is_empty() {
-                mase.push(mean(&finite));
+            let m = SeriesMeans::of(pairs_of);
+            if m.mase.is_finite() {
+                mase.push(m.mase);
             }
-            smapes.push(mean(&pairs_of.iter().map(|p| p.smape).collect::<Vec<_>>()));
-            maes.push(mean(&pairs_of.iter().map(|p| p.mae).collect::<Vec<_>>()));
+            smapes.push(m.smape);
+            maes.push(m.mae);
             for p in pairs_of {
                 pairs += 1;
                 covered += p.covered;
@@ -265,5 +338,43 @@ mod tests {
         assert_eq!(s.coverage, 0.8);
         assert_eq!(s.sat_p90, Confusion { tp: 1, fp: 1, fn_: 1 });
         assert_eq!((s.sat_p90.precision(), s.sat_p90.recall()), (0.5, 0.5));
+    }
+
+    #[test]
+    fn series_score_averages_over_origins_and_skips_undefined_mase() {
+        let pair = |mae: f64, mase: f64, pinball: f64, covered: usize| PairScore {
+            mae,
+            mase,
+            smape: 10.0 * mae,
+            pinball,
+            covered,
+            steps: 4,
+            event: None,
+            flag_p50: false,
+            flag_p90: false,
+        };
+        let key = SeriesKey::new("nab/a", "cpu").unwrap();
+        let s = SeriesScore::from_pairs(
+            "m",
+            "nab",
+            &key,
+            &[pair(1.0, 0.5, 0.2, 4), pair(3.0, f64::NAN, 0.4, 1), pair(2.0, 1.5, 0.3, 1)],
+        );
+        assert_eq!(
+            (s.model.as_str(), s.group.as_str(), s.entity.as_str(), s.metric.as_str()),
+            ("m", "nab", "nab/a", "cpu")
+        );
+        assert_eq!(s.pairs, 3);
+        assert_eq!((s.mae, s.smape, s.mase), (2.0, 20.0, 1.0));
+        assert!((s.pinball - 0.3).abs() < 1e-12);
+        assert_eq!(s.coverage, 0.5); // 6 of 12 steps
+        // The series means are the ones a model score averages over series.
+        let m = ModelScore::from_pairs(
+            "m",
+            &[vec![pair(1.0, 0.5, 0.2, 4), pair(3.0, f64::NAN, 0.4, 1), pair(2.0, 1.5, 0.3, 1)]],
+        );
+        assert_eq!((m.mean_mae, m.mean_smape, m.mean_mase), (s.mae, s.smape, s.mase));
+        let none = SeriesScore::from_pairs("m", "nab", &key, &[pair(1.0, f64::NAN, 0.0, 0)]);
+        assert!(none.mase.is_nan());
     }
 }

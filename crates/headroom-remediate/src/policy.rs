@@ -485,18 +485,8 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
             crosses_at_ms: Some(sat.crosses_at_ms),
         });
         if let Some(h) = degraded {
-            if let Some(latest) = s.recent.last().copied().filter(|v| *v > sat.threshold) {
-                guard(
-                    &mut d,
-                    "forecast_health",
-                    Verdict::Blocked,
-                    format!("forecast degraded ({}): reactive rule", h.reason),
-                );
-                d.reason = format!(
-                    "observed {latest:.4} > {:.4} on {} (forecast degraded: acting on the actual value)",
-                    sat.threshold, sat.key
-                );
-                return scale_for(t, s, d, latest / sat.threshold);
+            if let Some(d) = reactive(t, s, now_ms, &format!("forecast degraded ({})", h.reason)) {
+                return d;
             }
             d.alert = true;
             d.reason = format!("{} — forecast degraded ({}): predictive actions off", d.reason, h.reason);
@@ -511,45 +501,63 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
         }
         return scale_for(t, s, d, sat.peak / sat.threshold);
     }
-    // No predicted saturation: perhaps scale in.
+    if s.forecast.is_none()
+        && let Some(d) = reactive(t, s, now_ms, "no forecast")
+    {
+        return d;
+    }
+    // No saturation, predicted or observed: perhaps scale in.
     let mut d = base(t, "none", now_ms - now_ms.rem_euclid(HOUR_MS), "no risk found".into(), now_ms);
-    let Some(f) = s.forecast.clone() else { return d };
-    d.reason = format!(
-        "no risk: p{:.0} peak {:.4} at {} stays at or below {:.4}",
-        f.quantile.unwrap_or(0.9) * 100.0,
-        f.peak,
-        format_ts(f.peak_at_ms),
-        f.threshold
-    );
-    d.evidence = Some(f.clone());
+    let Some(level_now) = s.forecast.as_ref().map(|f| f.threshold).or(s.level) else { return d };
+    if let Some(f) = &s.forecast {
+        d.reason = format!(
+            "no risk: p{:.0} peak {:.4} at {} stays at or below {:.4}",
+            f.quantile.unwrap_or(0.9) * 100.0,
+            f.peak,
+            format_ts(f.peak_at_ms),
+            f.threshold
+        );
+        d.evidence = Some(f.clone());
+    } else {
+        d.reason = format!("no forecast; newest actual at or below {level_now:.4}");
+    }
     if !t.scale_in.enabled {
         return d;
     }
-    let level = t.scale_in.below * f.threshold;
+    let level = t.scale_in.below * level_now;
     let recent_max = s.recent.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if degraded.is_some() {
         guard(&mut d, "scale_in", Verdict::Blocked, "forecast degraded: no scale-in".into());
         return d;
     }
-    if f.peak >= level || s.recent.is_empty() || recent_max >= level {
-        let detail = format!(
-            "forecast peak {:.4} and recent actual peak {} must both be below {level:.4}",
-            f.peak,
-            if s.recent.is_empty() { "(none)".to_string() } else { format!("{recent_max:.4}") }
-        );
+    // With a forecast, both it and the recent actuals must be low; without one
+    // (reactive rules), the recent actuals over the whole window.
+    let peak = s.forecast.as_ref().map(|f| f.peak);
+    if peak.is_some_and(|p| p >= level) || s.recent.is_empty() || recent_max >= level {
+        let detail = match peak {
+            Some(p) => format!(
+                "forecast peak {p:.4} and recent actual peak {} must both be below {level:.4}",
+                if s.recent.is_empty() { "(none)".to_string() } else { format!("{recent_max:.4}") }
+            ),
+            None => format!("recent actual peak {recent_max:.4} must be below {level:.4}"),
+        };
         guard(&mut d, "scale_in", Verdict::Blocked, detail);
         return d;
     }
     let Some(cur) = replicas(t, s) else { return d };
+    let basis = peak.map_or(recent_max, |p| p.max(recent_max));
     pass(
         &mut d,
         "scale_in",
-        format!(
-            "forecast peak {:.4} and recent peak {recent_max:.4} below {level:.4} for {}",
-            f.peak, t.scale_in.window
-        ),
+        match peak {
+            Some(p) => format!(
+                "forecast peak {p:.4} and recent peak {recent_max:.4} below {level:.4} for {}",
+                t.scale_in.window
+            ),
+            None => format!("recent peak {recent_max:.4} below {level:.4} for {} (no forecast)", t.scale_in.window),
+        },
     );
-    let need = ((f64::from(cur) * f.peak.max(recent_max) / f.threshold).ceil() as u32).max(1);
+    let need = ((f64::from(cur) * basis / level_now).ceil() as u32).max(1);
     if need >= cur {
         return d;
     }
@@ -557,6 +565,28 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
     d.reason = format!("{} and recent actual values too ({recent_max:.4}): scale in", d.reason);
     set_replicas(t, &mut d, cur, need);
     d
+}
+
+/// The reactive rule every user has today: the newest actual value is above
+/// the level → scale out for it. Used when there is no forecast or it is degraded.
+fn reactive(t: &Target, s: &TargetState, now_ms: i64, why: &str) -> Option<Decision> {
+    let level = s.level?;
+    let latest = s.recent.last().copied().filter(|v| *v > level)?;
+    let reason =
+        format!("observed {latest:.4} > {level:.4} on {}:{} ({why}: acting on the actual value)", t.entity, t.metric);
+    let mut d = base(t, "saturation", now_ms - now_ms.rem_euclid(HOUR_MS), reason, now_ms);
+    d.evidence = Some(Evidence {
+        series: format!("{}:{}", t.entity, t.metric),
+        model: "observed".into(),
+        origin_ms: now_ms,
+        quantile: None,
+        peak: latest,
+        peak_at_ms: now_ms,
+        threshold: level,
+        crosses_at_ms: Some(now_ms),
+    });
+    guard(&mut d, "forecast_health", Verdict::Blocked, format!("{why}: reactive rule"));
+    Some(scale_for(t, s, d, latest / level))
 }
 
 /// Scale out so that `ratio` (peak ÷ level) of load fits under the level:
@@ -735,6 +765,7 @@ mod tests {
             reason: "MASE 4.00 > 2.00".into(),
         };
         let mut s = fresh(4);
+        s.level = Some(0.8);
         s.health = Some(degraded);
         s.recent = vec![0.5, 0.6];
         let d = &one(&t, &[sat(&t, 60, 1.2)], s.clone()).decisions[0];

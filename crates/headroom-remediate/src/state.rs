@@ -82,6 +82,9 @@ pub struct TargetState {
     /// its peak over the horizon and the saturation level (for scale-in and
     /// verification; crossings arrive as risks).
     pub forecast: Option<Evidence>,
+    /// The saturation level of the target's metric at the current replicas
+    /// (for the reactive rules that work without a forecast).
+    pub level: Option<f64>,
     /// Rolling accuracy of recent forecasts of the target's metric.
     pub health: Option<ForecastHealth>,
     /// Times the target was (re)started recently, by anyone (from its restart

@@ -73,6 +73,7 @@ struct Cycle {
     crash: u8,
     degraded: bool,
     starts: Vec<i64>,
+    has_forecast: bool,
 }
 
 prop_compose! {
@@ -85,8 +86,9 @@ prop_compose! {
         crash in 0u8..4,
         degraded in proptest::bool::weighted(0.2),
         starts in proptest::collection::vec(0i64..40, 0..6),
+        has_forecast in proptest::bool::weighted(0.8),
     ) -> Cycle {
-        Cycle { age_min, replicas, recent, peak, crossing_in_min, crash, degraded, starts }
+        Cycle { age_min, replicas, recent, peak, crossing_in_min, crash, degraded, starts, has_forecast }
     }
 }
 
@@ -95,7 +97,7 @@ const LEVEL: f64 = 80.0;
 fn world(t: &Target, c: &Cycle, now: i64, history: Vec<PastAction>) -> (Vec<Risk>, TargetState) {
     let key = SeriesKey { entity: t.entity.clone(), metric: t.metric.clone() };
     let mut risks = Vec::new();
-    if let Some(m) = c.crossing_in_min {
+    if let Some(m) = c.crossing_in_min.filter(|_| c.has_forecast) {
         let at = now + m * MIN;
         risks.push(Risk::Saturation(Saturation {
             key: key.clone(),
@@ -132,7 +134,8 @@ fn world(t: &Target, c: &Cycle, now: i64, history: Vec<PastAction>) -> (Vec<Risk
         last_sample_ms: c.age_min.map(|a| now - a * MIN),
         replicas: c.replicas,
         recent: c.recent.clone(),
-        forecast: Some(Evidence {
+        level: Some(LEVEL),
+        forecast: c.has_forecast.then(|| Evidence {
             series: key.to_string(),
             model: "lstm".into(),
             origin_ms: now,
@@ -142,7 +145,7 @@ fn world(t: &Target, c: &Cycle, now: i64, history: Vec<PastAction>) -> (Vec<Risk
             threshold: LEVEL,
             crosses_at_ms: None,
         }),
-        health: Some(ForecastHealth {
+        health: c.has_forecast.then(|| ForecastHealth {
             key,
             mase: Some(if c.degraded { 5.0 } else { 0.9 }),
             coverage: Some(0.8),
@@ -208,13 +211,15 @@ proptest! {
                         prop_assert!(n.abs_diff(cur) <= t.max_step, "{cur} → {n} exceeds max_step: {d:?}");
                         prop_assert!(n != cur);
                         if n < cur {
-                            // Never scale in on the forecast alone.
-                            let f = s.forecast.as_ref().unwrap();
-                            let level = t.scale_in.below * f.threshold;
+                            // Never scale in on the forecast alone: the recent actuals must be low
+                            // too (and, with a forecast, its peak; never on a degraded one).
+                            let level = t.scale_in.below * LEVEL;
                             prop_assert!(t.scale_in.enabled, "scale-in while disabled: {d:?}");
                             prop_assert!(!s.recent.is_empty() && s.recent.iter().all(|v| *v < level), "{d:?}");
-                            prop_assert!(f.peak < level, "{d:?}");
-                            prop_assert!(!s.health.as_ref().unwrap().degraded, "{d:?}");
+                            if let Some(f) = &s.forecast {
+                                prop_assert!(f.peak < level, "{d:?}");
+                                prop_assert!(!s.health.as_ref().unwrap().degraded, "{d:?}");
+                            }
                         }
                     }
                     Action::Restart => {

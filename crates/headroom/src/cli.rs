@@ -48,12 +48,34 @@ pub struct BacktestArgs {
     /// The trained model directory (model.safetensors + card.json) used for `lstm`.
     #[arg(long, default_value = "models/default")]
     pub model: PathBuf,
-    /// Models to run, comma-separated (default: `lstm` when --model holds one, then every baseline).
+    /// Models to run, comma-separated: `lstm`, `last`, `snaive-daily`, `snaive-weekly`, `linear`,
+    /// `holt-winters`, and `auto` (per series and origin, the other model that did best before the origin).
+    /// Default: `lstm` when --model holds one, every baseline, and `auto`.
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
-    /// Directory for forecasts.parquet and scores.json.
+    /// Grid step the series are resampled to (must divide a day; `lstm` needs its card's step, 15m).
+    #[arg(long, default_value = "15m")]
+    pub step: String,
+    /// How far ahead each forecast reaches, a whole number of steps (`lstm` needs its card's horizon, 48h).
+    #[arg(long, default_value = "48h")]
+    pub horizon: String,
+    /// Time between consecutive forecast origins, a whole number of steps. Origins start at most 15 days
+    /// before the end, keep at least 3 per series, and are never within 2 days of the start.
+    #[arg(long, default_value = "24h")]
+    pub origin_every: String,
+    /// Directory for forecasts.parquet, scores.json, scores.parquet and scores.csv.
     #[arg(long, default_value = "headroom-backtest")]
     pub out: PathBuf,
+    /// Policy replayed over the recorded data (headroom.toml); default: one
+    /// target per series with a threshold (4 replicas, 1–16, scale-in on).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Time between decisions of the replayed policy (the simulated clock's tick).
+    #[arg(long, default_value = "1h")]
+    pub decide_every: String,
+    /// Skip the decision replay (forecast scores only).
+    #[arg(long)]
+    pub no_replay: bool,
     /// How to print the scores.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,

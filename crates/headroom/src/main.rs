@@ -4,10 +4,12 @@
 mod backtest;
 mod cli;
 mod collect;
+mod decisions;
 mod forecast;
 mod inspect;
 mod output;
 mod plan;
+mod report;
 mod train;
 
 use std::process::ExitCode;

@@ -59,7 +59,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         }
         None => BTreeMap::new(),
     };
-    let world = World { grid: &grid, raw: &raw, limits: &limits };
+    let none = BTreeMap::new();
+    let world = World { grid: &grid, raw: &raw, limits: &limits, replicas: &none };
     let models = Models { forecaster: forecaster.as_ref(), fallbacks: &chain, horizon: protocol.horizon };
     let report = cycle(&world, &models, &config, &history, now_ms)?;
 

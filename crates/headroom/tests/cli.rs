@@ -166,19 +166,18 @@ fn inspect_reports_repairs_and_gaps() {
     assert_eq!(json[0]["report"]["first_negative"][1], -5.0);
 }
 
-#[test]
-fn backtest_scores_agree_with_the_reference_scorer() {
+/// Three series of the sample, one per group, with their limits, as `data/metrics.parquet` and
+/// `data/limits.csv` in `dir`. Reference protocol: 3 + 14 + 6 origins (dc, asd, nab).
+fn three_series(dir: &Path) {
     use headroom_collect::files::{FileOptions, read_file, write_file};
     use headroom_core::SampleFrame;
 
-    // Three series, one per group of the sample, with their limits.
-    let dir = tempfile::tempdir().unwrap();
     let sample = read_file(&repo().join("data/sample/metrics.parquet"), &FileOptions::default()).unwrap();
     let keep = ["nab/ec2_cpu_utilization_825cc2:cpu_pct", "asd/omi-1:m1", "dc/alibaba2018:cpu_util_percent"];
     let picked: Vec<_> =
         sample.series().unwrap().into_iter().filter(|s| keep.contains(&s.key.to_string().as_str())).collect();
     assert_eq!(picked.len(), 3);
-    let data = dir.path().join("data");
+    let data = dir.join("data");
     write_file(&data.join("metrics.parquet"), &SampleFrame::from_series(&picked).unwrap()).unwrap();
     let limits = std::fs::read_to_string(repo().join("data/sample/limits.csv")).unwrap();
     let mut kept = String::from("entity,metric,threshold\n");
@@ -187,6 +186,16 @@ fn backtest_scores_agree_with_the_reference_scorer() {
         kept.push('\n');
     }
     std::fs::write(data.join("limits.csv"), kept).unwrap();
+}
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn backtest_scores_agree_with_the_reference_scorer() {
+    let dir = tempfile::tempdir().unwrap();
+    three_series(dir.path());
 
     let out = headroom(
         &[
@@ -196,7 +205,7 @@ fn backtest_scores_agree_with_the_reference_scorer() {
             "--limits",
             "data/limits.csv",
             "--models",
-            "snaive-daily,linear",
+            "snaive-daily,linear,auto",
             "--out",
             "bt",
         ],
@@ -204,6 +213,7 @@ fn backtest_scores_agree_with_the_reference_scorer() {
     );
     let table = ok(&out);
     assert_eq!(line(&table, "snaive-daily", "3")[2], "23", "3 + 14 + 6 origins:\n{table}");
+    assert_eq!(line(&table, "auto", "3")[2], "23", "{table}");
 
     // The reference scorer reads our forecasts file and must find the same numbers.
     let py = Command::new("python3")
@@ -217,6 +227,8 @@ fn backtest_scores_agree_with_the_reference_scorer() {
         serde_json::from_slice(&std::fs::read(dir.path().join("ref.json")).unwrap()).unwrap();
     let ours: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("bt/scores.json")).unwrap()).unwrap();
+    let models: Vec<&str> = ours["scores"].as_array().unwrap().iter().map(|s| s["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["snaive-daily", "linear", "auto"]);
     for s in ours["scores"].as_array().unwrap() {
         let r = &reference[s["model"].as_str().unwrap()];
         assert_eq!(r["pairs"], s["pairs"], "{s} vs {r}");
@@ -239,6 +251,96 @@ fn backtest_scores_agree_with_the_reference_scorer() {
             assert!((r90 - tp / (tp + fn_)).abs() < 1e-9);
         }
     }
+}
+
+#[test]
+fn backtest_scores_each_series_in_csv_and_parquet_matching_the_pooled_scores() {
+    use polars::prelude::{ParquetReader, SerReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    three_series(dir.path());
+    let args = ["backtest", "--data", "data/metrics.parquet", "--limits", "data/limits.csv"];
+    let out = headroom(&[&args[..], &["--models", "snaive-daily,last,auto", "--out", "bt"]].concat(), dir.path());
+    let table = ok(&out);
+    // auto's choices are counted under the table and in scores.json.
+    assert!(table.contains("auto chose, over 23 pairs: snaive-daily "), "{table}");
+    let json = json_file(&dir.path().join("bt/scores.json"));
+    let choices = json["auto_choices"].as_object().unwrap();
+    let mut chosen: Vec<&str> = choices.keys().map(String::as_str).collect();
+    chosen.sort();
+    assert_eq!(chosen, ["last", "snaive-daily"]);
+    assert_eq!(choices.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 23);
+
+    let csv = std::fs::read_to_string(dir.path().join("bt/scores.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("model,group,entity,metric,pairs,mae,smape,mase,pinball,coverage"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3 * 3, "one row per model × series:\n{csv}");
+    for model in ["snaive-daily", "last", "auto"] {
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == model).collect();
+        let mut series: Vec<String> = mine.iter().map(|r| format!("{}:{}", r[2], r[3])).collect();
+        series.sort();
+        assert_eq!(
+            series,
+            ["asd/omi-1:m1", "dc/alibaba2018:cpu_util_percent", "nab/ec2_cpu_utilization_825cc2:cpu_pct"]
+        );
+        assert_eq!(mine.iter().map(|r| r[4].parse::<usize>().unwrap()).sum::<usize>(), 23);
+        let group = |r: &&Vec<&str>| r[2].split('/').next().unwrap() == r[1];
+        assert!(mine.iter().all(group), "{mine:?}");
+        // The pooled MASE is the mean of the per-series MASE (series with one).
+        let mase: Vec<f64> = mine.iter().map(|r| r[7].parse::<f64>().unwrap()).filter(|m| m.is_finite()).collect();
+        let pooled = json["scores"].as_array().unwrap().iter().find(|s| s["model"] == model).unwrap();
+        let want = pooled["mean_mase"].as_f64().unwrap();
+        let got = mase.iter().sum::<f64>() / mase.len() as f64;
+        assert!((got - want).abs() <= 1e-9 * want.abs(), "{model}: scores.csv {got}, scores.json {want}");
+        let nab = json["groups"]["nab"].as_array().unwrap().iter().find(|s| s["model"] == model).unwrap();
+        let nab_row = mine.iter().find(|r| r[1] == "nab").unwrap();
+        assert!((nab_row[7].parse::<f64>().unwrap() - nab["mean_mase"].as_f64().unwrap()).abs() < 1e-9);
+    }
+
+    // The same rows in Parquet.
+    let df = ParquetReader::new(std::fs::File::open(dir.path().join("bt/scores.parquet")).unwrap()).finish().unwrap();
+    let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["model", "group", "entity", "metric", "pairs", "mae", "smape", "mase", "pinball", "coverage"]);
+    assert_eq!(df.height(), 9);
+    let first = df.column("mase").unwrap().f64().unwrap().get(0).unwrap();
+    assert!((first - rows[0][7].parse::<f64>().unwrap()).abs() < 1e-12);
+}
+
+#[test]
+fn backtest_takes_another_horizon_and_spacing_but_the_lstm_only_its_own() {
+    use polars::prelude::{ParquetReader, SerReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    three_series(dir.path());
+    let args = ["backtest", "--data", "data/metrics.parquet", "--limits", "data/limits.csv", "--out", "bt"];
+    let day = ["--horizon", "24h", "--origin-every", "12h"];
+    let out = headroom(&[&args[..], &day, &["--models", "snaive-daily,last"]].concat(), dir.path());
+    let table = ok(&out);
+    // 96-bin horizon, an origin every 48 bins: dc 748 bins from 374 → 6; asd 4320 from
+    // 4320 − 15 days = 2880 → 29; nab 1345 from 672 → 13.
+    assert_eq!(line(&table, "snaive-daily", "3")[2], "48", "{table}");
+    assert_eq!(line(&table, "last", "3")[2], "48", "{table}");
+    let json = json_file(&dir.path().join("bt/scores.json"));
+    assert_eq!((json["protocol"]["horizon"].as_u64(), json["protocol"]["every"].as_u64()), (Some(96), Some(48)));
+    assert!(json.get("auto_choices").is_none(), "auto runs only when asked for");
+    let df =
+        ParquetReader::new(std::fs::File::open(dir.path().join("bt/forecasts.parquet")).unwrap()).finish().unwrap();
+    assert_eq!(df.height(), 2 * 48 * 96);
+
+    // The shipped LSTM forecasts 48 h of 15-minute bins: another horizon or step is refused, naming the flag.
+    let model = repo().join("models/default");
+    let lstm = ["--models", "lstm", "--model", model.to_str().unwrap()];
+    let err = fails(&headroom(&[&args[..], &lstm, &["--horizon", "24h"]].concat(), dir.path()));
+    assert!(err.contains("--horizon 24h (96 bins of 15m): the LSTM in") && err.contains("192 bins"), "{err}");
+    assert!(err.contains("leave lstm out of --models"), "{err}");
+    let err = fails(&headroom(&[&args[..], &lstm, &["--step", "5m", "--horizon", "48h"]].concat(), dir.path()));
+    assert!(err.contains("--step 5m: the LSTM in") && err.contains("15m"), "{err}");
+    // A horizon that is not a whole number of steps, and auto alone.
+    let err = fails(&headroom(&[&args[..], &["--models", "last", "--horizon", "50m"]].concat(), dir.path()));
+    assert!(err.contains("--horizon 50m: must be a whole, non-zero number of steps of 15m"), "{err}");
+    let err = fails(&headroom(&[&args[..], &["--models", "auto"]].concat(), dir.path()));
+    assert!(err.contains("auto chooses among the other models"), "{err}");
 }
 
 /// Kills and reaps a child process when dropped.

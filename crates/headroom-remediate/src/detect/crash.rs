@@ -7,6 +7,9 @@ use super::{DAY, FlappingConfig, HOUR, LeakConfig, OomConfig, RestartLoopConfig,
 use crate::error::Result;
 use crate::risk::{Flapping, MemoryLeak, OomKill, RestartLoop};
 
+/// Samples an OOM drop may span, from the last one near the limit to the first near zero.
+pub const DROP_SPAN: usize = 3;
+
 /// How much a cumulative counter rose from `before` to `after`. A drop is a
 /// counter reset (the process or pod was recreated and counts from zero), so
 /// the rise is the new value, as Prometheus' `increase` reads it.
@@ -45,12 +48,13 @@ pub fn restart_loop(restarts: &SeriesData, cfg: &RestartLoopConfig, now_ms: i64)
 
 /// The shape of an out-of-memory kill: the most recent sample within the
 /// trailing `cfg.window` where memory had been at or above
-/// `cfg.near_limit × limit` at the sample before and is at or below
-/// `cfg.drop_to × limit` now.
+/// `cfg.near_limit × limit` and falls, over at most [`DROP_SPAN`] samples that
+/// never rise, to at or below `cfg.drop_to × limit` (a sampler can catch the
+/// memory half freed: 63 → 27 → 0.2 MiB was seen under a 64 MiB cgroup limit).
 ///
 /// `restarted` says whether the `restarts` counter changed (rose, or was reset)
-/// between the sample before the drop and one sample interval after it (the
-/// counter is often scraped a little after the kill); `false` without a counter.
+/// between the last sample near the limit and two sample intervals after the
+/// drop (the counter is often scraped a little after the kill); `false` without a counter.
 /// Errors: a limit that is not a positive number, or unsorted samples.
 pub fn oom_kill(
     memory: &SeriesData,
@@ -61,18 +65,34 @@ pub fn oom_kill(
 ) -> Result<Option<OomKill>> {
     check_positive(&memory.key, "memory limit", limit)?;
     let pts = recent(memory, cfg.window.ms(), now_ms)?;
-    let Some(i) =
-        (1..pts.len()).rev().find(|&i| pts[i - 1].1 >= cfg.near_limit * limit && pts[i].1 <= cfg.drop_to * limit)
-    else {
+    let (near, low) = (cfg.near_limit * limit, cfg.drop_to * limit);
+    // The newest first sample at or below `low` whose last `DROP_SPAN` samples fall
+    // (never rise) from one at or above `near`: the kernel frees a killed
+    // process's memory over milliseconds, and a fast sampler can catch it half way.
+    let first_low = |i: usize| pts[i].1 <= low && pts[i - 1].1 > low;
+    let Some((j, i)) = (1..pts.len()).rev().filter(|&i| first_low(i)).find_map(|i| {
+        let mut j = i - 1;
+        loop {
+            if pts[j].1 >= near {
+                return Some((j, i));
+            }
+            if i - j >= DROP_SPAN || j == 0 || pts[j - 1].1 < pts[j].1 {
+                return None;
+            }
+            j -= 1;
+        }
+    }) else {
         return Ok(None);
     };
-    let ((before_ms, peak), (drop_at_ms, _)) = (pts[i - 1], pts[i]);
+    let ((before_ms, peak), (drop_at_ms, _)) = (pts[j], pts[i]);
     let restarted = match restarts {
         None => false,
         Some(counter) => {
-            // The last counter sample at or before `before_ms`, then the later ones.
+            // The last counter sample at or before `before_ms`, then the later ones up to
+            // two sample intervals after the drop (the counter may be scraped a little late).
             let counter = recent(counter, now_ms - before_ms, now_ms)?;
-            let until = drop_at_ms + (drop_at_ms - before_ms);
+            let interval = (drop_at_ms - before_ms) / (i - j) as i64;
+            let until = drop_at_ms + 2 * interval;
             match counter.split_first() {
                 Some((&(t, base), after)) if t <= before_ms => {
                     after.iter().take_while(|(t, _)| *t <= until).any(|(_, v)| *v != base)
