@@ -161,7 +161,7 @@ fn default_batch() -> usize {
     64
 }
 fn default_max_steps() -> usize {
-    4000
+    8000
 }
 fn default_eval_every() -> usize {
     100
@@ -170,7 +170,7 @@ fn default_patience() -> usize {
     10
 }
 fn default_stride() -> usize {
-    8
+    2
 }
 fn default_val_days() -> usize {
     3

@@ -41,7 +41,7 @@ fn guardrail<'a>(d: &'a Value, name: &str) -> Vec<&'a Value> {
 fn plan_on_the_sample_prints_explained_dry_run_decisions() {
     let table = ok(&headroom(&["plan"]));
     assert!(table.starts_with("plan at 2024-02-14T23:55:00Z"), "{table}");
-    assert!(table.contains("checkout  asd/omi-1  scale_to 4  [dry-run]"), "{table}");
+    assert!(table.contains("checkout  asd/omi-8  scale_to 7  [dry-run]"), "{table}");
     assert!(table.contains("BLOCKED stale_data"), "{table}");
 
     let doc = plan_json(&[]);
@@ -52,7 +52,7 @@ fn plan_on_the_sample_prints_explained_dry_run_decisions() {
 
     // Predicted saturation within the lead time: scale out, one step (max_step = 1).
     let checkout = decision(&doc, "checkout");
-    assert_eq!(checkout["action"], serde_json::json!({"type": "scale_to", "replicas": 4}));
+    assert_eq!(checkout["action"], serde_json::json!({"type": "scale_to", "replicas": 7}));
     assert_eq!(checkout["evidence"]["model"], "lstm");
     assert_eq!(checkout["evidence"]["quantile"], 0.9);
     assert!(checkout["evidence"]["peak"].as_f64().unwrap() > checkout["evidence"]["threshold"].as_f64().unwrap());
