@@ -5,6 +5,7 @@
 #   ./scripts/bench.sh              # resample: headroom vs pandas
 #   ./scripts/bench.sh prometheus   # also: pull 1,000 series x 14 d x 5 min from a local Prometheus
 #   ./scripts/bench.sh inference    # also: LSTM on 10,000 series beside Holt-Winters (needs models/default)
+#   ./scripts/bench.sh backtest     # also: the default backtest, where its time goes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
@@ -44,4 +45,19 @@ if [ "${1:-}" = inference ]; then
     echo
     echo "== LSTM batched inference: 10,000 series x 48 h x 3 quantiles, beside Holt-Winters"
     cargo bench -q --bench inference
+fi
+
+if [ "${1:-}" = backtest ]; then
+    echo
+    echo "== the default backtest (data/sample, models/default, every model + auto, decision replay), 3 runs"
+    cargo build -q --release
+    out=$(mktemp -d)
+    for i in 1 2 3; do
+        start=$(date +%s.%N)
+        target/release/headroom backtest --out "$out" >/dev/null 2>"$out/stderr"
+        end=$(date +%s.%N)
+        python3 -c "print(f'run $i: {$end - $start:.1f} s')"
+        grep -E "done in|forecasts in|replayed" "$out/stderr" | sed 's/^/    /'
+    done
+    rm -rf "$out"
 fi

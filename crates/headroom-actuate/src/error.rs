@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-/// What went wrong while opening or writing the audit log.
+/// What went wrong while writing the audit log or acting on a target.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or directory could not be read, written, synced or renamed.
@@ -60,6 +60,18 @@ pub enum Error {
         id: String,
         /// The JSON error (e.g. a non-finite number in the evidence).
         source: serde_json::Error,
+    },
+
+    /// An actuator could not read or change its target (the platform's
+    /// answer, with the object it was about).
+    #[error("{actuator}: {target}: {why}")]
+    Actuator {
+        /// Which actuator (`systemd`, `kubernetes`, `process`, `windows`, `dry-run`).
+        actuator: String,
+        /// The target (name, unit, object path).
+        target: String,
+        /// What the platform said, and what to do.
+        why: String,
     },
 
     /// An earlier write failed and the partial line could not be removed;

@@ -8,16 +8,27 @@
 //! `headroom-remediate`; this crate adds the files, fsync, rotation and the
 //! one-writer lock.
 //!
-//! The `Actuator` trait and its backends (Kubernetes, systemd, Windows SCM,
-//! process supervisor, dry-run) will live here too.
+//! It also owns the [`Actuator`] trait (observe, plan, apply — idempotent by
+//! decision id), [`execute`] (every apply wrapped in the audit log: intent
+//! fsynced first, outcome after, a crash reconciled by observing, never by
+//! acting again) and the backends: dry-run ([`DryRun`]) and, per platform,
+//! systemd, the process supervisor, Kubernetes and the Windows SCM.
 //!
 //! This crate must not decide anything: what to do comes from the policy in
 //! `headroom-remediate`, and nothing here reads forecasts (it does not
 //! depend on `headroom-forecast` or `headroom-lstm`). It must not carry out
 //! an action whose intent is not on disk, nor one the log records as done.
 
+pub mod actuator;
 pub mod audit;
 pub mod error;
+pub mod kubernetes;
+pub mod process;
+pub mod scm;
+pub mod systemd;
+#[cfg(windows)]
+pub mod windows;
 
+pub use actuator::{Actuator, Applied, BoxFuture, DryRun, Executed, Observed, execute, reconcile};
 pub use audit::{AuditLog, AuditOptions, Begin, OpenReport, Repair};
 pub use error::{Error, Result};

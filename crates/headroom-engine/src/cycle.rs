@@ -156,23 +156,28 @@ fn raw_until(s: &SeriesData, now_ms: i64) -> SeriesData {
     SeriesData { key: s.key.clone(), ts: s.ts[..n].to_vec(), values: s.values[..n].to_vec() }
 }
 
-/// Times the counter rose (a start) within `span_ms` before `now_ms`.
+/// Times the counter rose (a start) within `span_ms` before `now_ms`; when it
+/// did, also the sample before the first rise, for the start that came before
+/// the restarts (systemd counts it against the start limit too: erring on
+/// the safe side, it is dated at the newest time it can have happened).
 fn starts_within(counter: &SeriesData, now_ms: i64, span_ms: i64) -> Vec<i64> {
     let mut out = Vec::new();
-    let mut prev: Option<f64> = None;
+    let mut prev: Option<(i64, f64)> = None;
     for (&ts, &v) in counter.ts.iter().zip(&counter.values) {
-        if !v.is_finite() {
+        if !v.is_finite() || ts > now_ms {
             continue;
         }
-        if let Some(p) = prev
+        if let Some((pts, p)) = prev
             && v != p
             && ts > now_ms - span_ms
-            && ts <= now_ms
         {
             // A rise, or a reset of the counter (which is a start too).
+            if out.is_empty() && pts > now_ms - span_ms {
+                out.push(pts);
+            }
             out.push(ts);
         }
-        prev = Some(v);
+        prev = Some((ts, v));
     }
     out
 }
@@ -475,7 +480,8 @@ mod tests {
         assert_eq!(r.risks.iter().filter(|r| r.kind() == "restart_loop").count(), 1, "{:?}", r.risks);
         let d = &r.plan.decisions[0];
         assert_eq!((d.action, d.risk.as_str()), (Action::Restart, "restart_loop#1"), "{d:?}");
-        assert_eq!(r.states["web"].recent_starts_ms.len(), 4);
+        // Four rises, and the start before the first of them.
+        assert_eq!(r.states["web"].recent_starts_ms.len(), 5);
     }
 
     #[test]

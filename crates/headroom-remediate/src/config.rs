@@ -112,7 +112,7 @@ impl Default for Global {
 pub enum Platform {
     /// A Kubernetes workload (Deployment, StatefulSet): scale subresource, rollout restart.
     Kubernetes,
-    /// A systemd unit (restart through D-Bus; not scalable).
+    /// A systemd unit (restart through D-Bus; a template `name@.service` scales as `name@1..N`).
     Systemd,
     /// A Windows service (restart through the SCM; not scalable).
     Windows,
@@ -132,7 +132,8 @@ impl std::fmt::Display for Platform {
 }
 
 impl Platform {
-    /// Whether the platform can run more than one replica of a target.
+    /// Whether the platform can run more than one replica of a target
+    /// (systemd only for template units: see [`Target::scalable`]).
     pub fn scalable(self) -> bool {
         matches!(self, Platform::Kubernetes | Platform::Process)
     }
@@ -349,11 +350,18 @@ impl Target {
         }
     }
 
+    /// Whether this target can be scaled: Kubernetes workloads, supervised
+    /// processes, and systemd template units (`systemd/name@.service`, run as
+    /// `name@1..N`).
+    pub fn scalable(&self) -> bool {
+        self.platform.scalable() || (self.platform == Platform::Systemd && self.entity.ends_with("@.service"))
+    }
+
     /// The escalation ladder in force (the configured one, or the platform's default).
     pub fn ladder(&self) -> Vec<Rung> {
         match &self.ladder {
             Some(l) => l.clone(),
-            None if self.platform.scalable() => vec![Rung::Restart, Rung::Restart, Rung::ScaleOut, Rung::Alert],
+            None if self.scalable() => vec![Rung::Restart, Rung::Restart, Rung::ScaleOut, Rung::Alert],
             None => vec![Rung::Restart, Rung::Restart, Rung::Alert],
         }
     }
@@ -430,7 +438,7 @@ impl Target {
         {
             bad("ladder", format!("{ladder:?}"), "\"alert\" ends the ladder: nothing may follow it");
         }
-        if ladder.contains(&Rung::ScaleOut) && !self.platform.scalable() {
+        if ladder.contains(&Rung::ScaleOut) && !self.scalable() {
             bad("ladder", format!("{ladder:?}"), "scale_out needs a scalable platform (kubernetes or process)");
         }
         if let Some(limit) = self.start_limit {
@@ -579,5 +587,10 @@ mod tests {
                     metric = \"cpu\"\nladder = [\"restart\", \"scale_out\"]\n";
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains("targets[0].ladder") && err.contains("scalable"), "{err}");
+        // A template unit scales by its numbered instances.
+        let template = text.replace("systemd/a.service", "systemd/worker@.service");
+        let cfg = parse(&template).unwrap();
+        assert!(cfg.targets[0].scalable());
+        assert_eq!(cfg.targets[0].ladder(), vec![Rung::Restart, Rung::ScaleOut]);
     }
 }

@@ -411,7 +411,7 @@ fn start_limit(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) {
 }
 
 fn replicas(t: &Target, s: &TargetState) -> Option<u32> {
-    if t.platform.scalable() { s.replicas.or(t.replicas) } else { None }
+    if t.scalable() { s.replicas.or(t.replicas) } else { None }
 }
 
 /// Sets `scale_to want`, clamped by max_step and the bounds, never in the
@@ -594,7 +594,7 @@ fn reactive(t: &Target, s: &TargetState, now_ms: i64, why: &str) -> Option<Decis
 fn scale_for(t: &Target, s: &TargetState, mut d: Decision, ratio: f64) -> Decision {
     let Some(cur) = replicas(t, s) else {
         d.alert = true;
-        let why = if t.platform.scalable() {
+        let why = if t.scalable() {
             "current replicas unknown".to_string()
         } else {
             format!("{} targets cannot be scaled", t.platform)

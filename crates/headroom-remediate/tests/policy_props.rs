@@ -206,7 +206,7 @@ proptest! {
                 match d.action {
                     Action::ScaleTo { replicas: n } => {
                         let cur = s.replicas.or(t.replicas).expect("scaled without knowing replicas");
-                        prop_assert!(t.platform.scalable());
+                        prop_assert!(t.scalable());
                         prop_assert!(n >= t.min_replicas && n <= t.max_replicas, "{n} outside bounds: {d:?}");
                         prop_assert!(n.abs_diff(cur) <= t.max_step, "{cur} → {n} exceeds max_step: {d:?}");
                         prop_assert!(n != cur);

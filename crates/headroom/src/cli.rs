@@ -35,6 +35,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Print the decisions headroom would take now for the configured targets, with explanations (changes nothing).
     Plan(PlanArgs),
+    /// Carry out the current plan once, through the audit log (dry-run unless --enforce).
+    Act(ActArgs),
 }
 
 #[derive(Debug, Args)]
@@ -103,12 +105,22 @@ pub struct PlanArgs {
     /// The time to plan at: `end` (the newest sample in the data), `wall` (this machine's clock) or a timestamp.
     #[arg(long, default_value = "end")]
     pub now: String,
-    /// Audit log whose past actions count for cooldowns, caps and the ladder (read only).
+    /// Audit log whose past actions count for cooldowns, caps and the ladder (read only for `plan`).
     #[arg(long)]
     pub audit: Option<PathBuf>,
     /// How to print the decisions.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// The same inputs as `plan`; `--audit` is the audit log written (default headroom-audit/audit.jsonl).
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Carry out decisions of targets whose config says `mode = "enforce"`. Without it, everything is dry-run.
+    #[arg(long)]
+    pub enforce: bool,
 }
 
 #[derive(Debug, Args)]

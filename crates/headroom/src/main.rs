@@ -1,6 +1,7 @@
 //! `headroom`: the command-line interface. Thin: it parses arguments, wires
 //! sources to sinks and prints; the work happens in the library crates.
 
+mod act;
 mod backtest;
 mod cli;
 mod collect;
@@ -66,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Backtest(args) => backtest::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Act(args) => act::run(args).await,
     }
 }
 

@@ -12,6 +12,7 @@ use headroom_core::{Decision, Verdict, format_ts, parse_timestamp};
 use headroom_engine::{CycleReport, Models, World, cycle};
 use headroom_forecast::Forecaster;
 use headroom_forecast::protocol::Protocol;
+use headroom_remediate::audit::Ledger;
 use headroom_remediate::{Config, PastAction};
 use serde_json::json;
 
@@ -20,7 +21,29 @@ use crate::cli::PlanArgs;
 use crate::inspect::load;
 use crate::output::Output;
 
-pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+/// One cycle at `--now`, with what it was run on.
+pub struct Planned {
+    /// The configuration read.
+    pub config: Config,
+    /// The cycle's decisions, risks, states and forecasts.
+    pub report: CycleReport,
+    /// The time planned at.
+    pub now_ms: i64,
+    /// Where that time came from, in words.
+    pub now_from: &'static str,
+}
+
+/// Past actions per target, from an audit ledger.
+pub fn history_by_target(ledger: &Ledger) -> BTreeMap<String, Vec<PastAction>> {
+    let mut by_target: BTreeMap<String, Vec<PastAction>> = BTreeMap::new();
+    for a in ledger.history() {
+        by_target.entry(a.target.clone()).or_default().push(a);
+    }
+    by_target
+}
+
+/// Loads the config, data, limits and model of `args`, and runs one cycle with `history`.
+pub fn plan_once(args: &PlanArgs, history: &BTreeMap<String, Vec<PastAction>>) -> anyhow::Result<Planned> {
     let config = Config::load(&args.config)?;
     let frame = load(&args.data, &args.file.options()?)?;
     let limits = read_limits(&args.limits)?;
@@ -45,25 +68,25 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let forecaster = model(&args.forecaster, &args.model)?;
     let chain = fallback_chain()?;
     let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
-    let history: BTreeMap<String, Vec<PastAction>> = match &args.audit {
+    let none = BTreeMap::new();
+    let world = World { grid: &grid, raw: &raw, limits: &limits, replicas: &none };
+    let models = Models { forecaster: forecaster.as_ref(), fallbacks: &chain, horizon: protocol.horizon };
+    let report = cycle(&world, &models, &config, history, now_ms)?;
+    Ok(Planned { config, report, now_ms, now_from })
+}
+
+pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let history = match &args.audit {
         Some(path) => {
             let (ledger, skipped) = headroom_actuate::audit::read_ledger(path)?;
             for s in &skipped {
                 eprintln!("warning: {s}");
             }
-            let mut by_target: BTreeMap<String, Vec<PastAction>> = BTreeMap::new();
-            for a in ledger.history() {
-                by_target.entry(a.target.clone()).or_default().push(a);
-            }
-            by_target
+            history_by_target(&ledger)
         }
         None => BTreeMap::new(),
     };
-    let none = BTreeMap::new();
-    let world = World { grid: &grid, raw: &raw, limits: &limits, replicas: &none };
-    let models = Models { forecaster: forecaster.as_ref(), fallbacks: &chain, horizon: protocol.horizon };
-    let report = cycle(&world, &models, &config, &history, now_ms)?;
-
+    let Planned { report, now_ms, now_from, .. } = plan_once(&args, &history)?;
     let mut out = std::io::stdout().lock();
     match args.output {
         Output::Json => {
@@ -127,7 +150,7 @@ fn render(report: &CycleReport) -> String {
     s
 }
 
-fn render_decision(s: &mut String, d: &Decision) {
+pub fn render_decision(s: &mut String, d: &Decision) {
     let alert = if d.alert { "  ALERT" } else { "" };
     let _ = writeln!(s, "{}  {}  {}  [{}]  id {}{alert}", d.target, d.entity, d.action, d.mode, d.id);
     let _ = writeln!(s, "    why: {}", d.reason);
