@@ -2,6 +2,7 @@
 //! the target's own `mode = "enforce"`); every decision goes through the
 //! audit log (intent fsynced before acting, outcome after).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -46,7 +47,21 @@ pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {s}");
     }
     let history = history_by_target(log.ledger());
-    let Planned { config, report, now_ms, now_from } = plan_once(&args.plan, &history)?;
+    // With --enforce, the enforced targets' actuators are reached first: their
+    // replica counts are what the policy scales from, not the config's guess.
+    let config = headroom_remediate::Config::load(&args.plan.config)?;
+    let mut actuators: BTreeMap<String, Box<dyn Actuator>> = BTreeMap::new();
+    let mut replicas = BTreeMap::new();
+    if args.enforce {
+        for t in config.targets.iter().filter(|t| t.mode == Mode::Enforce) {
+            let a = actuator_for(t).await?;
+            if let Some(n) = a.observe(t).await?.replicas {
+                replicas.insert(t.name.clone(), n);
+            }
+            actuators.insert(t.name.clone(), a);
+        }
+    }
+    let Planned { config, report, now_ms, now_from } = plan_once(&args.plan, &history, &replicas)?;
     let dry = DryRun::new();
 
     // Intents left without an outcome by a crash: settle them first, by observing.
@@ -57,8 +72,10 @@ pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: pending decision {} is for target {}, no longer in the config", d.id, d.target);
             continue;
         };
-        let real = if args.enforce && d.mode == Mode::Enforce { Some(actuator_for(target).await?) } else { None };
-        let actuator: &dyn Actuator = real.as_deref().unwrap_or(&dry);
+        let actuator: &dyn Actuator = match actuators.get(&d.target) {
+            Some(a) if args.enforce && d.mode == Mode::Enforce => a.as_ref(),
+            _ => &dry,
+        };
         results.push((d.target.clone(), reconcile(&mut log, actuator, target, &d, now_ms).await?));
     }
     // Actions that did not bring their target back: recorded, so the ladder and the next cycles see it.
@@ -70,8 +87,10 @@ pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
     for d in &report.plan.decisions {
         let Some(target) = config.target(&d.target) else { continue };
         let enforce = args.enforce && d.mode == Mode::Enforce && d.action.is_some();
-        let real = if enforce { Some(actuator_for(target).await?) } else { None };
-        let actuator: &dyn Actuator = real.as_deref().unwrap_or(&dry);
+        let actuator: &dyn Actuator = match actuators.get(&d.target) {
+            Some(a) if enforce => a.as_ref(),
+            _ => &dry,
+        };
         results.push((d.target.clone(), execute(&mut log, actuator, target, d, enforce, now_ms).await?));
     }
 

@@ -42,8 +42,13 @@ pub fn history_by_target(ledger: &Ledger) -> BTreeMap<String, Vec<PastAction>> {
     by_target
 }
 
-/// Loads the config, data, limits and model of `args`, and runs one cycle with `history`.
-pub fn plan_once(args: &PlanArgs, history: &BTreeMap<String, Vec<PastAction>>) -> anyhow::Result<Planned> {
+/// Loads the config, data, limits and model of `args`, and runs one cycle with
+/// `history` and the current replicas per target that actuators reported.
+pub fn plan_once(
+    args: &PlanArgs,
+    history: &BTreeMap<String, Vec<PastAction>>,
+    replicas: &BTreeMap<String, u32>,
+) -> anyhow::Result<Planned> {
     let config = Config::load(&args.config)?;
     let frame = load(&args.data, &args.file.options()?)?;
     let limits = read_limits(&args.limits)?;
@@ -68,8 +73,7 @@ pub fn plan_once(args: &PlanArgs, history: &BTreeMap<String, Vec<PastAction>>) -
     let forecaster = model(&args.forecaster, &args.model)?;
     let chain = fallback_chain()?;
     let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
-    let none = BTreeMap::new();
-    let world = World { grid: &grid, raw: &raw, limits: &limits, replicas: &none };
+    let world = World { grid: &grid, raw: &raw, limits: &limits, replicas };
     let models = Models { forecaster: forecaster.as_ref(), fallbacks: &chain, horizon: protocol.horizon };
     let report = cycle(&world, &models, &config, history, now_ms)?;
     Ok(Planned { config, report, now_ms, now_from })
@@ -86,7 +90,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         }
         None => BTreeMap::new(),
     };
-    let Planned { report, now_ms, now_from, .. } = plan_once(&args, &history)?;
+    let Planned { report, now_ms, now_from, .. } = plan_once(&args, &history, &BTreeMap::new())?;
     let mut out = std::io::stdout().lock();
     match args.output {
         Output::Json => {
