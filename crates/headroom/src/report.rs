@@ -283,8 +283,9 @@ fn forecasts_section(input: &ReportInput<'_>, best: Option<&str>) -> anyhow::Res
         return Ok(h);
     };
     let _ = writeln!(h, "<h2>Forecasts of the best model, {}</h2>", esc(best));
+    // Series forecast exactly (MASE 0: constant ones) say nothing about the model: left out.
     let mut ranked: Vec<&SeriesScore> =
-        input.series_scores.iter().filter(|s| s.model == best && s.mase.is_finite()).collect();
+        input.series_scores.iter().filter(|s| s.model == best && s.mase.is_finite() && s.mase > 0.0).collect();
     ranked.sort_by(|a, b| a.mase.total_cmp(&b.mase));
     let mut picks: Vec<(&str, &SeriesScore)> = Vec::new();
     if let (Some(first), Some(last)) = (ranked.first(), ranked.last()) {
