@@ -21,6 +21,8 @@
 
 pub mod actuator;
 pub mod audit;
+#[cfg(unix)]
+pub mod cgroup;
 pub mod error;
 pub mod kubernetes;
 pub mod process;

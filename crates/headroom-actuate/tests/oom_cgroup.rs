@@ -44,13 +44,13 @@
 //! ```
 
 use std::fs;
-use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use headroom_actuate::cgroup::{CgroupParent, MemoryCgroup};
 use headroom_core::{SeriesData, SeriesKey};
 use headroom_remediate::detect::{self, OomConfig};
 
@@ -108,10 +108,9 @@ fn a_real_oom_kill_in_a_memory_cgroup_is_found_in_its_memory_trace() {
     let mut intervals: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
     intervals.sort_unstable();
     println!(
-        "{} ({:?}), limit {:.0} MiB: {} samples over {} ms in {took:.2?} (interval median {} ms, max {} ms), \
+        "{}, limit {:.0} MiB: {} samples over {} ms in {took:.2?} (interval median {} ms, max {} ms), \
          highest {:.1} MiB; {} deaths, {} restarts, cgroup oom_kill +{oom_kills}",
-        cg.dir.display(),
-        cg.version,
+        cg.dir().display(),
         limit / MIB,
         ts.len(),
         ts[ts.len() - 1] - t0,
@@ -311,10 +310,10 @@ fn spawn(cg: &Cgroup) -> Child {
     let exe = std::env::current_exe().unwrap();
     Command::new("sh")
         .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
-        .arg(cg.dir.join("cgroup.procs"))
+        .arg(cg.dir().join("cgroup.procs"))
         .arg(exe)
         .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, cg.dir.file_name().unwrap())
+        .env(CHILD_ENV, cg.dir().file_name().unwrap())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -359,112 +358,31 @@ impl Drop for Supervised {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Version {
-    V1,
-    V2,
-}
-
-/// A memory cgroup made for this test (`headroom-oom-<pid>` under our own
-/// one); dropping it removes it.
-struct Cgroup {
-    dir: PathBuf,
-    version: Version,
-}
+/// A memory cgroup made for this test (`headroom-oom-<pid>` under our own one)
+/// by headroom's own cgroup code (the process supervisor's); dropping it removes it.
+struct Cgroup(MemoryCgroup);
 
 impl Cgroup {
-    /// Creates the cgroup under the one this process is in and sets its memory
-    /// limit (and no swap, where that can be set). The error says what failed.
+    /// Creates the cgroup under the one this process is in, with a memory limit
+    /// and no swap. The error says what failed.
     fn create(limit: u64) -> Result<Self, String> {
-        let own = fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
-        let root = Path::new("/sys/fs/cgroup");
-        let (version, parent) = if root.join("cgroup.controllers").is_file() {
-            let path = own.lines().find_map(|l| l.strip_prefix("0::")).ok_or("no `0::` line in /proc/self/cgroup")?;
-            (Version::V2, root.join(path.trim_start_matches('/')))
-        } else {
-            let path = own
-                .lines()
-                .find_map(|l| {
-                    let mut fields = l.splitn(3, ':');
-                    let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-                    controllers.split(',').any(|c| c == "memory").then_some(path)
-                })
-                .ok_or("no memory controller in /proc/self/cgroup (neither cgroup v2 nor a v1 memory hierarchy)")?;
-            (Version::V1, root.join("memory").join(path.trim_start_matches('/')))
-        };
-        if version == Version::V2 {
-            let control = parent.join("cgroup.subtree_control");
-            let enabled = fs::read_to_string(&control).map_err(|e| format!("reading {}: {e}", control.display()))?;
-            if !enabled.split_whitespace().any(|c| c == "memory") {
-                fs::write(&control, "+memory").map_err(|e| {
-                    format!("enabling the memory controller in {}: {e} (on cgroup v2 it must be delegated to our cgroup, which must have no processes of its own)", control.display())
-                })?;
-            }
-        }
-        let dir = parent.join(format!("headroom-oom-{}", std::process::id()));
-        // A leftover from an earlier run that was killed (pids are reused): remove it.
-        let _ = fs::remove_dir(&dir);
-        fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let cg = Self { dir, version };
-        let write = |file: &str, value: &str| -> io::Result<()> { fs::write(cg.dir.join(file), value) };
-        let (limit_file, swap_file, no_swap) = match version {
-            Version::V1 => ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", limit.to_string()),
-            Version::V2 => ("memory.max", "memory.swap.max", "0".to_owned()),
-        };
-        write(limit_file, &limit.to_string())
-            .map_err(|e| format!("setting {} to {limit}: {e}", cg.dir.join(limit_file).display()))?;
-        // Without swap the child is killed instead of swapped out (the file is
-        // missing, or refuses, when the kernel does not account swap: then there is none to use).
-        if cg.dir.join(swap_file).exists() {
-            let _ = write(swap_file, &no_swap);
-        }
-        let set = cg.read(limit_file).trim().parse::<u64>().ok();
-        if set != Some(limit) {
-            return Err(format!("{} reads {set:?} after writing {limit}", cg.dir.join(limit_file).display()));
-        }
-        Ok(cg)
+        let parent = CgroupParent::find(None)?;
+        MemoryCgroup::create(&parent, &format!("headroom-oom-{}", std::process::id()), limit).map(Cgroup)
     }
 
-    fn read(&self, file: &str) -> String {
-        let path = self.dir.join(file);
-        fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    fn dir(&self) -> &Path {
+        self.0.dir()
     }
 
     /// Memory charged to the cgroup now, bytes.
     fn usage(&self) -> u64 {
-        let file = match self.version {
-            Version::V1 => "memory.usage_in_bytes",
-            Version::V2 => "memory.current",
-        };
-        self.read(file).trim().parse().unwrap_or_else(|e| panic!("{file}: {e}"))
+        self.0.usage().unwrap_or_else(|| panic!("reading the memory usage of {}", self.dir().display()))
     }
 
     /// How many processes the kernel's OOM killer has killed in the cgroup.
     fn oom_kills(&self) -> u64 {
-        let file = match self.version {
-            Version::V1 => "memory.oom_control",
-            Version::V2 => "memory.events",
-        };
-        let text = self.read(file);
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no oom_kill count in {file} (a kernel older than 4.13?):\n{text}"))
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        // The cgroup can be removed once its last process is reaped; that can lag a moment.
-        for _ in 0..50 {
-            match fs::remove_dir(&self.dir) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                Err(_) => thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        if let Err(e) = fs::remove_dir(&self.dir) {
-            eprintln!("could not remove the test cgroup {}: {e}", self.dir.display());
-        }
+        self.0
+            .oom_kills()
+            .unwrap_or_else(|| panic!("no oom_kill count in {} (a kernel older than 4.13?)", self.dir().display()))
     }
 }
