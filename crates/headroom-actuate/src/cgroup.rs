@@ -15,7 +15,8 @@ use tracing::warn;
 /// How long removing a cgroup waits for its last processes to go.
 const CGROUP_REMOVE_WAIT: Duration = Duration::from_secs(2);
 
-fn nix_pid(pid: u32) -> Option<Pid> {
+/// `pid` as a nix pid, never 0 or 1 (signalling those would reach a process group or init).
+pub(crate) fn nix_pid(pid: u32) -> Option<Pid> {
     i32::try_from(pid).ok().filter(|p| *p > 1).map(Pid::from_raw)
 }
 
@@ -163,14 +164,21 @@ impl MemoryCgroup {
         }
     }
 
+    /// One try: SIGKILL to what is left, then remove the directory (already gone counts as removed).
+    fn kill_and_remove(&self) -> io::Result<()> {
+        self.kill_all();
+        match fs::remove_dir(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Kills what is left in it and removes it, waiting a little for the processes to go.
     pub async fn remove(mut self) {
         let deadline = Instant::now() + CGROUP_REMOVE_WAIT;
         loop {
-            self.kill_all();
-            match fs::remove_dir(&self.dir) {
+            match self.kill_and_remove() {
                 Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                 Err(e) if Instant::now() >= deadline => {
                     warn!(cgroup = %self.dir.display(), error = %e, "could not remove an instance cgroup");
                     break;
@@ -189,12 +197,10 @@ impl Drop for MemoryCgroup {
         }
         // Dropped without `remove` (the supervisor was dropped): best effort, briefly.
         for _ in 0..50 {
-            self.kill_all();
-            match fs::remove_dir(&self.dir) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            if self.kill_and_remove().is_ok() {
+                return;
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
         warn!(cgroup = %self.dir.display(), "could not remove an instance cgroup");
     }

@@ -31,7 +31,7 @@
 //! [`owning_hpa`], [`scale_step`], [`restart_call`], [`retry_wait`]),
 //! tested without any client; the actuator only reads, calls them and sends.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,7 +48,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, instrument, warn};
 
-use crate::actuator::{Actuator, Applied, BoxFuture, Observed};
+use crate::actuator::{Actuator, Applied, BoxFuture, Observed, RecentIds};
 use crate::error::{Error, Result};
 
 /// The HPA annotation holding the HPA's own `minReplicas` while headroom has raised it.
@@ -61,9 +61,6 @@ pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 pub const FIELD_MANAGER: &str = "headroom";
 
 const ACTUATOR: &str = "kubernetes";
-
-/// Decision ids remembered as applied (the oldest are forgotten beyond this; the audit log remembers all).
-const REMEMBERED_IDS: usize = 10_000;
 
 /// A workload kind headroom can scale and restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -522,8 +519,8 @@ pub struct KubernetesActuator {
     retry: Retry,
     /// One async lock per workload: at most one change in flight each.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Decision ids applied, oldest first.
-    applied: Mutex<(HashSet<String>, VecDeque<String>)>,
+    /// Decision ids applied.
+    applied: Mutex<RecentIds>,
 }
 
 impl fmt::Debug for KubernetesActuator {
@@ -564,20 +561,11 @@ impl KubernetesActuator {
     }
 
     fn was_applied(&self, id: &str) -> bool {
-        self.applied.lock().unwrap_or_else(|p| p.into_inner()).0.contains(id)
+        self.applied.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
     }
 
     fn remember(&self, id: &str) {
-        let mut guard = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        let (set, order) = &mut *guard;
-        if set.insert(id.to_owned()) {
-            order.push_back(id.to_owned());
-            while order.len() > REMEMBERED_IDS {
-                if let Some(old) = order.pop_front() {
-                    set.remove(&old);
-                }
-            }
-        }
+        self.applied.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
     }
 
     /// Sends `call` (dry run or not), retrying 429, 5xx and lost connections; returns the answer's body.

@@ -41,7 +41,6 @@ use headroom_core::{Action, Decision, SeriesData, SeriesKey};
 use headroom_remediate::config::{Platform, SYSTEMD_START_LIMIT, Span, StartLimit, Target};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -49,7 +48,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::actuator::{Actuator, Applied, BoxFuture, Observed, describe};
-use crate::cgroup::{CgroupParent, MemoryCgroup as Cgroup};
+use crate::cgroup::{CgroupParent, MemoryCgroup as Cgroup, nix_pid};
 use crate::error::{Error, Result};
 
 /// The actuator's name, in errors and logs.
@@ -438,10 +437,6 @@ fn now_ms() -> i64 {
 /// Locks a mutex, carrying on with the data if a thread panicked while holding it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn nix_pid(pid: u32) -> Option<Pid> {
-    i32::try_from(pid).ok().filter(|p| *p > 1).map(Pid::from_raw)
 }
 
 /// Signals a child we have not reaped yet (so its pid is still its own), and its process group.
@@ -1171,9 +1166,9 @@ impl Actuator for ProcessActuator {
             if self.applied.lock().await.contains(&decision.id) {
                 return Ok(format!("decision {} was already applied: nothing to do", decision.id));
             }
-            let status = self.supervisor.status(name)?;
-            let now = status.instances.len() as u32;
-            let stop_timeout = self.supervisor.inner.proc(name)?.spec.stop_timeout;
+            let proc = self.supervisor.inner.proc(name)?;
+            let now = proc.status().instances.len() as u32;
+            let stop_timeout = proc.spec.stop_timeout;
             Ok(match decision.action {
                 Action::None => format!("nothing for {}", target.name),
                 Action::ScaleTo { replicas } if replicas == now => {

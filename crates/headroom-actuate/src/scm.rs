@@ -46,12 +46,14 @@
 //! * **Idempotency** ([`Claims`]): a decision id carried out is not carried
 //!   out again, and at most one restart per service is in flight.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use headroom_remediate::config::{Span, StartLimit};
+
+use crate::actuator::{REMEMBERED_IDS, RecentIds};
 
 /// The actuator's name, in errors and the audit log.
 pub const ACTUATOR: &str = "windows";
@@ -727,8 +729,7 @@ pub enum Claim {
 
 #[derive(Debug, Default)]
 struct Ledger {
-    done: HashSet<String>,
-    order: VecDeque<String>,
+    done: RecentIds,
     /// Service → decision id in flight.
     busy: HashMap<String, String>,
 }
@@ -742,7 +743,7 @@ pub struct Claims {
 
 impl Claims {
     /// Decision ids remembered (the audit log remembers all).
-    pub const REMEMBERED: usize = 10_000;
+    pub const REMEMBERED: usize = REMEMBERED_IDS;
 
     /// An empty set.
     pub fn new() -> Self {
@@ -786,15 +787,7 @@ impl Ticket {
     /// The decision succeeded: it is never carried out again.
     pub fn done(self) {
         {
-            let mut l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-            if l.done.insert(self.id.clone()) {
-                l.order.push_back(self.id.clone());
-                while l.order.len() > Claims::REMEMBERED {
-                    if let Some(old) = l.order.pop_front() {
-                        l.done.remove(&old);
-                    }
-                }
-            }
+            self.ledger.lock().unwrap_or_else(|p| p.into_inner()).done.insert(&self.id);
         }
         // Dropping `self` now frees the service.
     }

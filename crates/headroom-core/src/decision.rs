@@ -1,9 +1,9 @@
 //! Decisions: what the policy chose for one target, and why.
 //!
 //! A decision is data. It is written to the audit log before anything is
-//! carried out, and its [`Decision::id`] is deterministic (target + action +
-//! the risk window), so the same reason found again yields the same id and an
-//! actuator that already carried it out does nothing.
+//! carried out, and its [`Decision::id`] is deterministic ([`decision_id`]:
+//! target, action, risk, risk window and mode), so the same reason found again
+//! yields the same id and an actuator that already carried it out does nothing.
 
 use std::fmt;
 
@@ -108,7 +108,7 @@ pub struct Evidence {
 /// What the policy chose for one target, with its explanation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
-    /// Deterministic id: target + action + risk kind + risk window.
+    /// Deterministic id: [`decision_id`] of target, action, risk, risk window and mode.
     pub id: String,
     /// Target name, from the configuration.
     pub target: String,

@@ -86,6 +86,12 @@ pub fn saturation_level(t: &Target, limits: &Limits, key: &SeriesKey) -> Option<
     }
 }
 
+/// The replicas the recorded series of `t` were measured at: the target's
+/// `replicas`, else the limits file's for `key`.
+pub fn configured_replicas(t: &Target, limits: &Limits, key: &SeriesKey) -> Option<u32> {
+    t.replicas.or(limits.get(key).and_then(|l| l.replicas))
+}
+
 /// The bins of `s` that end at or before `now_ms`, as a forecasting history.
 fn history_until<'a>(s: &'a ResampledSeries, now_ms: i64) -> History<'a> {
     let step = s.grid.step_ms;
@@ -213,8 +219,7 @@ pub fn cycle(
     }
     let (forecasts, fallbacks, errors) = forecast_all(models, &now_h);
     let (past_forecasts, _, _) = forecast_all(models, &past_h);
-    let all: Vec<Forecast> = forecasts.values().chain(past_forecasts.values()).cloned().collect();
-    let book = ForecastBook::new(&all);
+    let book = ForecastBook::new(forecasts.values().cloned().chain(past_forecasts.into_values()));
     let mut report = decide(world, &book, cfg, history, now_ms)?;
     for t in &cfg.targets {
         if let Some(err) = errors.get(&key(&t.entity, &t.metric)) {
@@ -227,17 +232,21 @@ pub fn cycle(
 }
 
 /// The forecasts a decide step may use, per series, ordered by origin.
+///
+/// It owns them, so that [`ForecastBook::before`] lends a slice: the replay
+/// asks for it at every step of every target, which would otherwise copy
+/// every earlier forecast each time.
 #[derive(Debug, Clone, Default)]
-pub struct ForecastBook<'a> {
-    by_key: BTreeMap<&'a SeriesKey, Vec<&'a Forecast>>,
+pub struct ForecastBook {
+    by_key: BTreeMap<SeriesKey, Vec<Forecast>>,
 }
 
-impl<'a> ForecastBook<'a> {
+impl ForecastBook {
     /// A book of `forecasts` (any models; give one model's forecasts per series).
-    pub fn new(forecasts: &'a [Forecast]) -> Self {
-        let mut by_key: BTreeMap<&SeriesKey, Vec<&Forecast>> = BTreeMap::new();
+    pub fn new(forecasts: impl IntoIterator<Item = Forecast>) -> Self {
+        let mut by_key: BTreeMap<SeriesKey, Vec<Forecast>> = BTreeMap::new();
         for f in forecasts {
-            by_key.entry(&f.key).or_default().push(f);
+            by_key.entry(f.key.clone()).or_default().push(f);
         }
         for v in by_key.values_mut() {
             v.sort_by_key(|f| f.origin_ms);
@@ -246,16 +255,16 @@ impl<'a> ForecastBook<'a> {
     }
 
     /// The newest forecast of `key` made at or before `now_ms`.
-    pub fn latest(&self, key: &SeriesKey, now_ms: i64) -> Option<&'a Forecast> {
+    pub fn latest(&self, key: &SeriesKey, now_ms: i64) -> Option<&Forecast> {
         let v = self.by_key.get(key)?;
         let n = v.partition_point(|f| f.origin_ms <= now_ms);
-        n.checked_sub(1).map(|i| v[i])
+        n.checked_sub(1).map(|i| &v[i])
     }
 
-    /// Every forecast of `key` made before `now_ms` (for scoring recent forecasts).
-    pub fn before(&self, key: &SeriesKey, now_ms: i64) -> Vec<Forecast> {
-        let Some(v) = self.by_key.get(key) else { return Vec::new() };
-        v[..v.partition_point(|f| f.origin_ms < now_ms)].iter().map(|f| (*f).clone()).collect()
+    /// Every forecast of `key` made before `now_ms`, oldest first (for scoring recent forecasts).
+    pub fn before(&self, key: &SeriesKey, now_ms: i64) -> &[Forecast] {
+        let Some(v) = self.by_key.get(key) else { return &[] };
+        &v[..v.partition_point(|f| f.origin_ms < now_ms)]
     }
 }
 
@@ -284,7 +293,7 @@ fn from_now(f: &Forecast, now_ms: i64) -> Option<Forecast> {
 /// replicas the saturation level for that series is `level × r / configured`.
 pub fn decide(
     world: &World<'_>,
-    book: &ForecastBook<'_>,
+    book: &ForecastBook,
     cfg: &Config,
     history: &BTreeMap<String, Vec<PastAction>>,
     now_ms: i64,
@@ -297,7 +306,7 @@ pub fn decide(
     let mut states = BTreeMap::new();
     for t in &cfg.targets {
         let k = key(&t.entity, &t.metric);
-        let configured = t.replicas.or(world.limits.get(&k).and_then(|l| l.replicas));
+        let configured = configured_replicas(t, world.limits, &k);
         let current = world.replicas.get(&t.name).copied().or(configured);
         let mut state = TargetState {
             replicas: current,
@@ -346,7 +355,7 @@ pub fn decide(
                     reason: format!("no earlier forecast to score yet (window {})", cfg.detect.health.window),
                 }
             } else {
-                detect::health(&past, &actual(s, now_ms), &cfg.detect.health, now_ms)?
+                detect::health(past, &actual(s, now_ms), &cfg.detect.health, now_ms)?
             });
         }
         // Crash patterns from the raw samples of the same entity.

@@ -11,7 +11,7 @@ use headroom_remediate::config::{Config, Target};
 use headroom_remediate::state::Outcome;
 use serde::{Deserialize, Serialize};
 
-use crate::cycle::{ForecastBook, World, decide};
+use crate::cycle::{ForecastBook, World, configured_replicas, decide, saturation_level};
 use crate::error::Result;
 
 /// How one policy did over the whole replay.
@@ -137,8 +137,8 @@ pub fn replay(input: &ReplayInput<'_>, progress: &(dyn Fn(&str, &str) + Sync)) -
         .filter_map(|t| {
             let k = SeriesKey { entity: t.entity.clone(), metric: t.metric.clone() };
             let (s, start) = (grid.get(&k)?, input.start_ms.get(&k)?);
-            let level = crate::cycle::saturation_level(t, input.world.limits, &k)?.0;
-            let r0 = t.replicas.or(input.world.limits.get(&k).and_then(|l| l.replicas)).unwrap_or(1);
+            let level = saturation_level(t, input.world.limits, &k)?.0;
+            let r0 = configured_replicas(t, input.world.limits, &k).unwrap_or(1);
             Some((t, *s, *start, level, r0))
         })
         .collect();
@@ -154,17 +154,18 @@ pub fn replay(input: &ReplayInput<'_>, progress: &(dyn Fn(&str, &str) + Sync)) -
                         part.iter()
                             .map(|(t, s, start, _, r0)| {
                                 progress(policy, &t.name);
-                                let mine: Vec<Forecast> = if *policy == REACTIVE {
-                                    Vec::new()
+                                let book = if *policy == REACTIVE {
+                                    ForecastBook::default()
                                 } else {
-                                    input
-                                        .forecasts
-                                        .iter()
-                                        .filter(|f| f.model == *policy && f.key == s.key)
-                                        .cloned()
-                                        .collect()
+                                    ForecastBook::new(
+                                        input
+                                            .forecasts
+                                            .iter()
+                                            .filter(|f| f.model == *policy && f.key == s.key)
+                                            .cloned(),
+                                    )
                                 };
-                                replay_target(input, t, s, &mine, *start, *r0)
+                                replay_target(input, t, s, &book, *start, *r0)
                             })
                             .collect()
                     })
@@ -177,8 +178,8 @@ pub fn replay(input: &ReplayInput<'_>, progress: &(dyn Fn(&str, &str) + Sync)) -
             jobs.iter().zip(runs.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten())
         {
             let tl = timelines.entry(t.name.clone()).or_insert_with(|| timeline(t, s, *start, *level, *r0));
-            tl.replicas.push((policy.to_string(), run.steps.clone()));
             score.add(tl, &run, input.horizon_ms);
+            tl.replicas.push((policy.to_string(), run.steps));
             report
                 .decisions
                 .extend(run.decisions.into_iter().map(|decision| Replayed { policy: policy.to_string(), decision }));
@@ -199,14 +200,13 @@ fn replay_target(
     input: &ReplayInput<'_>,
     t: &Target,
     s: &ResampledSeries,
-    forecasts: &[Forecast],
+    book: &ForecastBook,
     start_ms: i64,
     r0: u32,
 ) -> Result<Run> {
     let cfg =
         Config { global: input.config.global.clone(), detect: input.config.detect.clone(), targets: vec![t.clone()] };
     let raw: Vec<SeriesData> = input.world.raw.iter().filter(|r| r.key.entity == t.entity).cloned().collect();
-    let book = ForecastBook::new(forecasts);
     let end_ms = s.grid.start_ms + s.values.len() as i64 * s.grid.step_ms;
     let mut replicas = BTreeMap::from([(t.name.clone(), r0)]);
     let mut history: BTreeMap<String, Vec<PastAction>> = BTreeMap::new();
@@ -214,7 +214,7 @@ fn replay_target(
     let mut now = start_ms;
     while now < end_ms {
         let world = World { grid: std::slice::from_ref(s), raw: &raw, limits: input.world.limits, replicas: &replicas };
-        let out = decide(&world, &book, &cfg, &history, now)?;
+        let out = decide(&world, book, &cfg, &history, now)?;
         let d = out.plan.decisions.into_iter().next().expect("one decision per target");
         if d.action.is_some() {
             if let Action::ScaleTo { replicas: n } = d.action {

@@ -205,6 +205,13 @@ struct Entry {
     outcome: Outcome,
 }
 
+impl Default for Entry {
+    /// Nothing read yet: no intent, no attempt, no outcome.
+    fn default() -> Self {
+        Self { intent: None, attempts: 0, outcome: Outcome::Pending }
+    }
+}
+
 /// What an audit log says: one entry per decision id. Built by [`replay`]
 /// and kept up to date by the writer with [`Ledger::apply`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -228,11 +235,7 @@ impl Ledger {
     pub fn apply(&mut self, record: &Record) {
         match record {
             Record::Intent { decision, .. } => {
-                let entry = self.entries.entry(decision.id.clone()).or_insert(Entry {
-                    intent: None,
-                    attempts: 0,
-                    outcome: Outcome::Pending,
-                });
+                let entry = self.entries.entry(decision.id.clone()).or_default();
                 if is_final(&entry.outcome) {
                     // Done is done: a stray intent does not reopen it. (An
                     // outcome read before its intent only gains the intent.)
@@ -258,11 +261,7 @@ impl Ledger {
                 if *outcome == Outcome::Pending {
                     return;
                 }
-                let entry = self.entries.entry(id.clone()).or_insert(Entry {
-                    intent: None,
-                    attempts: 0,
-                    outcome: Outcome::Pending,
-                });
+                let entry = self.entries.entry(id.clone()).or_default();
                 if !is_final(&entry.outcome) || is_final(outcome) {
                     entry.outcome = outcome.clone();
                 }
@@ -333,16 +332,14 @@ impl Ledger {
         if *outcome == Outcome::Pending {
             return Err("an outcome record cannot be `pending`".into());
         }
-        let Some(entry) = self.entries.get(id) else {
+        // An id known only from a final outcome (its intent rotated away) may still be refined.
+        let Some(entry) = self.entries.get(id).filter(|e| e.intent.is_some() || is_final(&e.outcome)) else {
             return Err("no intent is recorded for this id: write the intent first".into());
         };
         if let Some(d) = &entry.intent
             && d.target != target
         {
             return Err(format!("the intent is for target {:?}, not {target:?}", d.target));
-        }
-        if entry.intent.is_none() && !is_final(&entry.outcome) {
-            return Err("no intent is recorded for this id: write the intent first".into());
         }
         let refines = matches!(outcome, Outcome::VerificationFailed { .. });
         if is_final(&entry.outcome) && !refines && *outcome != entry.outcome {

@@ -28,11 +28,13 @@
 
 use std::collections::BTreeMap;
 
-use headroom_core::{Action, Decision, Evidence, Guardrail, Mode, Verdict, decision_id, format_duration, format_ts};
+use headroom_core::{
+    Action, Decision, Evidence, Grid, Guardrail, Mode, Verdict, decision_id, format_duration, format_ts,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Rung, Target};
-use crate::risk::Risk;
+use crate::risk::{Risk, is_crash_kind};
 use crate::state::{Outcome, PastAction, TargetState};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -124,11 +126,6 @@ fn counts_as_action(a: &PastAction) -> bool {
     a.action.is_some()
 }
 
-/// Whether a decision's risk (`restart_loop#2`: kind and ladder rung) is a crash pattern.
-fn is_crash_kind(risk: &str) -> bool {
-    matches!(risk.split('#').next().unwrap_or(""), "restart_loop" | "oom_kill" | "flapping")
-}
-
 fn guard(d: &mut Decision, name: &str, verdict: Verdict, detail: String) {
     d.guardrails.push(Guardrail { name: name.into(), verdict, detail });
 }
@@ -141,8 +138,7 @@ fn pass(d: &mut Decision, name: &str, detail: String) {
 fn block(d: &mut Decision, name: &str, detail: String) {
     d.reason = format!("{} — blocked by {name}: {detail}", d.reason);
     guard(d, name, Verdict::Blocked, detail);
-    d.action = Action::None;
-    d.id = decision_id(&d.target, &d.action, &d.risk, d.window_start_ms, d.mode);
+    set_action(d, Action::None);
 }
 
 fn base(t: &Target, risk: &str, window_start_ms: i64, reason: String, now_ms: i64) -> Decision {
@@ -169,33 +165,25 @@ fn set_action(d: &mut Decision, action: Action) {
 
 fn decide(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: i64) -> Decision {
     // 1. Stale or missing data: nothing at all.
-    let age = s.last_sample_ms.map(|ts| now_ms - ts);
-    let max_age = t.max_sample_age.ms();
-    match age {
-        None => {
-            let mut d = base(t, "none", now_ms, format!("no samples of {}:{}", t.entity, t.metric), now_ms);
-            guard(&mut d, "stale_data", Verdict::Blocked, "no samples: no action on missing data".into());
-            return d;
-        }
-        Some(age) if age > max_age => {
-            let mut d = base(
-                t,
-                "none",
-                now_ms,
-                format!("newest sample is {} old (limit {})", format_duration(age), t.max_sample_age),
-                now_ms,
-            );
-            guard(
-                &mut d,
-                "stale_data",
-                Verdict::Blocked,
-                format!("sample age {} > {}", format_duration(age), t.max_sample_age),
-            );
-            return d;
-        }
-        Some(_) => {}
+    let stale = |reason: String, detail: String| {
+        let mut d = base(t, "none", now_ms, reason, now_ms);
+        guard(&mut d, "stale_data", Verdict::Blocked, detail);
+        d
+    };
+    let Some(age) = s.last_sample_ms.map(|ts| now_ms - ts) else {
+        return stale(
+            format!("no samples of {}:{}", t.entity, t.metric),
+            "no samples: no action on missing data".into(),
+        );
+    };
+    let (age_text, max_age) = (format_duration(age), t.max_sample_age);
+    if age > max_age.ms() {
+        return stale(
+            format!("newest sample is {age_text} old (limit {max_age})"),
+            format!("sample age {age_text} > {max_age}"),
+        );
     }
-    let fresh = format!("newest sample {} old (limit {})", format_duration(age.unwrap_or(0)), t.max_sample_age);
+    let fresh = format!("newest sample {age_text} old (limit {max_age})");
 
     let crash = risks.iter().copied().filter(|r| r.is_crash_pattern()).min_by_key(|r| crash_priority(r));
     let mut d = if let Some(risk) = crash {
@@ -223,18 +211,24 @@ fn crash_priority(r: &Risk) -> u8 {
     }
 }
 
-fn describe_crash(r: &Risk) -> (String, Evidence) {
-    let series = r.key().to_string();
-    let observed = |peak: f64, at: i64, threshold: f64| Evidence {
-        series: series.clone(),
+/// Evidence from samples: `peak` seen at `at_ms` (origin, peak and crossing
+/// time alike), against `threshold`.
+fn observed(series: String, peak: f64, at_ms: i64, threshold: f64) -> Evidence {
+    Evidence {
+        series,
         model: "observed".into(),
-        origin_ms: at,
+        origin_ms: at_ms,
         quantile: None,
         peak,
-        peak_at_ms: at,
+        peak_at_ms: at_ms,
         threshold,
-        crosses_at_ms: Some(at),
-    };
+        crosses_at_ms: Some(at_ms),
+    }
+}
+
+fn describe_crash(r: &Risk) -> (String, Evidence) {
+    let series = r.key().to_string();
+    let observed = |peak: f64, at_ms: i64, threshold: f64| observed(series.clone(), peak, at_ms, threshold);
     match r {
         Risk::RestartLoop(l) => (
             format!(
@@ -507,7 +501,7 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
         return d;
     }
     // No saturation, predicted or observed: perhaps scale in.
-    let mut d = base(t, "none", now_ms - now_ms.rem_euclid(HOUR_MS), "no risk found".into(), now_ms);
+    let mut d = base(t, "none", Grid::align(HOUR_MS, now_ms), "no risk found".into(), now_ms);
     let Some(level_now) = s.forecast.as_ref().map(|f| f.threshold).or(s.level) else { return d };
     if let Some(f) = &s.forecast {
         d.reason = format!(
@@ -574,17 +568,8 @@ fn reactive(t: &Target, s: &TargetState, now_ms: i64, why: &str) -> Option<Decis
     let latest = s.recent.last().copied().filter(|v| *v > level)?;
     let reason =
         format!("observed {latest:.4} > {level:.4} on {}:{} ({why}: acting on the actual value)", t.entity, t.metric);
-    let mut d = base(t, "saturation", now_ms - now_ms.rem_euclid(HOUR_MS), reason, now_ms);
-    d.evidence = Some(Evidence {
-        series: format!("{}:{}", t.entity, t.metric),
-        model: "observed".into(),
-        origin_ms: now_ms,
-        quantile: None,
-        peak: latest,
-        peak_at_ms: now_ms,
-        threshold: level,
-        crosses_at_ms: Some(now_ms),
-    });
+    let mut d = base(t, "saturation", Grid::align(HOUR_MS, now_ms), reason, now_ms);
+    d.evidence = Some(observed(format!("{}:{}", t.entity, t.metric), latest, now_ms, level));
     guard(&mut d, "forecast_health", Verdict::Blocked, format!("{why}: reactive rule"));
     Some(scale_for(t, s, d, latest / level))
 }

@@ -61,8 +61,14 @@ impl Risk {
     /// Whether the risk is a crash pattern (handled by the escalation ladder)
     /// rather than a predicted saturation or leak (handled by scaling).
     pub fn is_crash_pattern(&self) -> bool {
-        matches!(self, Risk::RestartLoop(_) | Risk::OomKill(_) | Risk::Flapping(_))
+        is_crash_kind(self.kind())
     }
+}
+
+/// Whether a risk kind (or a decision's risk, `restart_loop#2`: kind and
+/// ladder rung) is a crash pattern.
+pub(crate) fn is_crash_kind(kind: &str) -> bool {
+    matches!(kind.split('#').next().unwrap_or(""), "restart_loop" | "oom_kill" | "flapping")
 }
 
 /// Predicted saturation: the first bin where the chosen quantile reaches the threshold.

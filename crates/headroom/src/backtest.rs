@@ -43,7 +43,7 @@ pub struct Backtest {
 pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     let bt = backtest(&args)?;
     // The decisions each model's forecasts would have led to, and the reactive baseline's.
-    let replay = if args.no_replay { None } else { Some(crate::decisions::run(&args, &bt, &bt.raw)?) };
+    let replay = if args.no_replay { None } else { Some(crate::decisions::run(&args, &bt)?) };
     write_outputs(&args.out, &bt, replay.as_ref())?;
     let report = crate::report::ReportInput {
         title: format!("headroom backtest of {}", args.data.display()),

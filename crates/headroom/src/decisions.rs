@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use headroom_core::{Action, Limits, ResampledSeries, SeriesData, SeriesKey, frame::timestamp_column};
+use headroom_core::{Action, Limits, ResampledSeries, SeriesKey, frame::timestamp_column};
 use headroom_engine::World;
 use headroom_engine::replay::{PolicyScore, ReplayInput, ReplayReport, replay};
 use headroom_remediate::Config;
@@ -43,7 +43,7 @@ pub fn default_config(series: &[ResampledSeries], limits: &Limits) -> Config {
 
 /// Replays `--config` (or [`default_config`]) under the reactive baseline and
 /// one predictive policy per model of the backtest.
-pub fn run(args: &BacktestArgs, bt: &Backtest, raw: &[SeriesData]) -> anyhow::Result<ReplayReport> {
+pub fn run(args: &BacktestArgs, bt: &Backtest) -> anyhow::Result<ReplayReport> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => default_config(&bt.series, &bt.limits),
@@ -64,7 +64,7 @@ pub fn run(args: &BacktestArgs, bt: &Backtest, raw: &[SeriesData]) -> anyhow::Re
     let models: Vec<String> = bt.eval.scores.iter().map(|s| s.model.clone()).collect();
     let none = BTreeMap::new();
     let input = ReplayInput {
-        world: World { grid: &bt.series, raw, limits: &bt.limits, replicas: &none },
+        world: World { grid: &bt.series, raw: &bt.raw, limits: &bt.limits, replicas: &none },
         config: &config,
         forecasts: &bt.eval.forecasts,
         models: &models,

@@ -1,7 +1,7 @@
 //! Crash patterns read from the recent raw samples of one series: restart
 //! loops, out-of-memory kills, memory leaks and flapping.
 
-use headroom_core::SeriesData;
+use headroom_core::{Grid, SeriesData};
 
 use super::{DAY, FlappingConfig, HOUR, LeakConfig, OomConfig, RestartLoopConfig, check_positive, input, recent};
 use crate::error::Result;
@@ -151,7 +151,7 @@ pub fn memory_leak(memory: &SeriesData, limit: f64, cfg: &LeakConfig, now_ms: i6
         limit,
         exhaustion_at_ms,
         time_left_ms: (exhaustion_at_ms - now_ms).max(0),
-        window_start_ms: (now_ms - window_ms).div_euclid(DAY) * DAY,
+        window_start_ms: Grid::align(DAY, now_ms - window_ms),
     }))
 }
 

@@ -133,7 +133,6 @@ pub struct LeakConfig {
     /// The trailing window the trend is fitted on (default `1d`: a whole daily
     /// cycle, so that the rise of an ordinary morning is not taken for a leak;
     /// with `6h` a sixth of the calm hours of the ASD servers looked like leaks).
-
     #[serde(default = "default_leak_window")]
     pub window: Span,
     /// Fewest share of the variance the trend must explain, 0–1 (default 0.8).

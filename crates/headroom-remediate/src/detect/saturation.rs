@@ -1,7 +1,7 @@
 //! Predicted saturation: the first forecast bin where the chosen quantile
 //! goes above the threshold.
 
-use headroom_core::{Forecast, format_ts};
+use headroom_core::{Forecast, Grid, format_ts};
 
 use super::{HOUR, input};
 use crate::error::Result;
@@ -66,7 +66,7 @@ pub fn saturation(forecast: &Forecast, quantile: f64, threshold: f64, now_ms: i6
         peak: path[peak_at],
         peak_at_ms: forecast.ts(peak_at),
         time_left_ms: (crosses_at_ms - now_ms).max(0),
-        window_start_ms: crosses_at_ms.div_euclid(HOUR) * HOUR,
+        window_start_ms: Grid::align(HOUR, crosses_at_ms),
     }))
 }
 
