@@ -77,6 +77,42 @@ impl Quantiles {
         Self::new(p50.clone(), p50.clone(), p50)
     }
 
+    /// Rounds every value to the nearest value in `seen` (the lower one on a
+    /// tie) if it lies within their range or less than half their smallest
+    /// gap beyond it (as if the values seen were steps that go on); values
+    /// farther out — a trend to a new level — are left alone, and so is
+    /// everything when `seen` holds no finite value. A quantile of a series
+    /// that moves in steps (a percentage recorded to 0.01, a count, a gauge
+    /// parked at one level) is one of its values, so a model's continuous
+    /// output beside them is rounding error — error that decides "peak above
+    /// a threshold equal to the parked level". Rounding onto one sorted set
+    /// is monotone, so `p10 ≤ p50 ≤ p90` still holds at every step.
+    pub fn snap_to(&mut self, seen: &[f64]) {
+        let mut support: Vec<f64> = seen.iter().copied().filter(|v| v.is_finite()).collect();
+        support.sort_by(f64::total_cmp);
+        support.dedup();
+        let (Some(&lo), Some(&hi)) = (support.first(), support.last()) else { return };
+        let reach = support.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min) / 2.0;
+        let reach = if reach.is_finite() { reach } else { 0.0 };
+        let snap = |v: &mut f64| {
+            if *v <= lo - reach || *v >= hi + reach {
+                return;
+            }
+            let i = support.partition_point(|s| s < v);
+            *v = match (i.checked_sub(1).map(|j| support[j]), support.get(i).copied()) {
+                (Some(below), Some(above)) => {
+                    if *v - below <= above - *v {
+                        below
+                    } else {
+                        above
+                    }
+                }
+                (below, above) => below.or(above).expect("support is not empty"),
+            };
+        };
+        self.p10.iter_mut().chain(&mut self.p50).chain(&mut self.p90).for_each(snap);
+    }
+
     /// Number of steps.
     pub fn len(&self) -> usize {
         self.p50.len()
@@ -155,6 +191,29 @@ mod tests {
         assert_eq!(q.p90, vec![3.0, 3.0]);
         assert!(Quantiles::new(vec![1.0], vec![], vec![1.0]).unwrap_err().to_string().contains("differ in length"));
         assert!(Quantiles::point(vec![f64::NAN]).unwrap_err().to_string().contains("not finite"));
+    }
+
+    #[test]
+    fn snapping_rounds_to_the_nearest_seen_value_and_leaves_far_values_alone() {
+        // A gauge parked at 0.5 with spikes to 0.75 and 0.875 (smallest gap 0.125):
+        // a p90 of 0.516 is the park level, 0.45 and 0.9 are within 0.0625 of the ends.
+        let seen = [0.5, 0.5, 0.75, 0.5, 0.875, f64::NAN, 0.5];
+        let mut q = Quantiles::new(
+            vec![0.25, 0.45, 0.5625, 0.625, 0.8],
+            vec![0.5, 0.515625, 0.625, 0.625, 0.8125],
+            vec![0.516, 0.74, 0.7, 0.95, 0.9],
+        )
+        .unwrap();
+        q.snap_to(&seen);
+        assert_eq!(q.p10, vec![0.25, 0.5, 0.5, 0.5, 0.75], "0.25 is far below every seen value: kept");
+        assert_eq!(q.p50, vec![0.5, 0.5, 0.5, 0.5, 0.75], "0.625 is as far from 0.5 as from 0.75: the lower");
+        assert_eq!(q.p90, vec![0.5, 0.75, 0.75, 0.95, 0.875], "0.95 is far above every seen value: kept");
+        for k in 0..q.len() {
+            assert!(q.p10[k] <= q.p50[k] && q.p50[k] <= q.p90[k], "step {k} crossed");
+        }
+        let before = q.clone();
+        q.snap_to(&[f64::NAN]);
+        assert_eq!(q, before, "nothing seen, nothing moves");
     }
 
     #[test]

@@ -75,14 +75,19 @@ impl ModelCard {
             model: crate::forecaster::NAME.into(),
             architecture: format!(
                 "{} LSTM layer(s) of {} units over {} patches of {} bins; MLP head ({} units, GELU) on the last \
-                 state + context -> {} steps x 3 quantiles; median = {:?} base + residual, p10/p90 = median -/+ softplus",
+                 state + context -> {} steps x 3 quantiles; median = {:?} base + residual, p10/p90 = median -/+ softplus{}",
                 cfg.layers,
                 cfg.hidden,
                 cfg.patches(),
                 cfg.patch,
                 cfg.head_hidden,
                 cfg.horizon,
-                cfg.base
+                cfg.base,
+                if cfg.snap_to_window {
+                    "; each quantile rounded to the nearest value of the input window"
+                } else {
+                    ""
+                }
             ),
             step_ms: cfg.step_ms,
             window: cfg.window,

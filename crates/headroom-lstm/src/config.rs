@@ -113,6 +113,23 @@ pub struct LstmConfig {
     /// Widen/narrow p10 and p90 on the validation split so each misses 10 % (conformal-style).
     #[serde(default = "yes")]
     pub calibrate: bool,
+    /// Round every forecast quantile to the nearest value the input window
+    /// holds, unless it lies farther beyond the window's range than half the
+    /// smallest gap between its values ([`headroom_core::Quantiles::snap_to`]):
+    /// series that move in steps or park at one level get quantiles they can
+    /// take, trends keep theirs. Inference only; the weights do not depend on it.
+    #[serde(default = "yes")]
+    pub snap_to_window: bool,
+    /// Weight of the peak loss beside the mean pinball loss of the three
+    /// quantiles (0 turns it off). Default a third (0.3333): the horizon's
+    /// peak counts as one more output scored beside the three quantiles.
+    #[serde(default = "default_peak_weight")]
+    pub peak_weight: f64,
+    /// The quantile of the coming horizon's largest value that the largest
+    /// value of the p90 path is trained toward (pinball loss): the saturation
+    /// flag and the replicas for a peak read that value. Default 0.5.
+    #[serde(default = "default_peak_quantile")]
+    pub peak_quantile: f64,
 }
 
 fn default_step_ms() -> i64 {
@@ -141,6 +158,12 @@ fn default_horizon() -> usize {
 }
 fn default_quantiles() -> [f64; 3] {
     [0.1, 0.5, 0.9]
+}
+fn default_peak_weight() -> f64 {
+    0.3333
+}
+fn default_peak_quantile() -> f64 {
+    0.5
 }
 fn yes() -> bool {
     true
@@ -262,6 +285,12 @@ impl LstmConfig {
         }
         if !(0.0..=1.0).contains(&self.pad_prob) {
             return bad("pad_prob", self.pad_prob.to_string(), "must be in [0, 1]");
+        }
+        if !(self.peak_weight >= 0.0 && self.peak_weight.is_finite()) {
+            return bad("peak_weight", self.peak_weight.to_string(), "must be a finite number, 0 or more");
+        }
+        if !(self.peak_quantile > 0.0 && self.peak_quantile < 1.0) {
+            return bad("peak_quantile", self.peak_quantile.to_string(), "must be inside (0, 1)");
         }
         Ok(())
     }

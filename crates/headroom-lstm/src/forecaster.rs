@@ -13,7 +13,7 @@ use crate::card::ModelCard;
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::features::Inputs;
-use crate::model::{LstmNet, pinball_loss};
+use crate::model::{LstmNet, training_loss};
 use crate::train::{SplitMix64, sorted_vars};
 
 /// The model's name in `--models` and in forecast files.
@@ -145,7 +145,7 @@ impl LstmModel {
             let part = Self::slice(inp, &self.cfg, from, to);
             let (seq, ctx, base, target) = self.tensors(&part)?;
             let pred = self.net.forward(&seq, &ctx, &base)?;
-            let l = pinball_loss(&pred, &target.expect("validation targets"), self.cfg.quantiles)?;
+            let l = training_loss(&pred, &target.expect("validation targets"), &self.cfg)?;
             total += l.to_scalar::<f32>()? as f64 * (to - from) as f64;
         }
         Ok(total / inp.rows().max(1) as f64)
@@ -224,6 +224,7 @@ impl LstmModel {
         // around it, which flips "max above threshold" tests on thresholds
         // equal to the constant.
         let mut constant = Vec::with_capacity(histories.len());
+        let mut windows = Vec::with_capacity(histories.len());
         for hist in histories {
             if hist.step_ms != self.cfg.step_ms {
                 return Err(invalid(format!(
@@ -235,6 +236,7 @@ impl LstmModel {
             let w = hist.window(hist.values.len().min(self.cfg.window), NAME)?;
             let first = w[0];
             constant.push(w.iter().all(|v| *v == first).then_some(first));
+            windows.push(w.len());
             inp.push(&self.cfg, w, hist.origin_ms(), None);
         }
         let raw = self.raw(&inp).map_err(model_err)?;
@@ -268,12 +270,16 @@ impl LstmModel {
                     p50.push(q[1]);
                     p90.push(q[2]);
                 }
+                let mut q = Quantiles::new(p10, p50, p90)?;
+                if self.cfg.snap_to_window {
+                    q.snap_to(&hist.values[hist.values.len() - windows[r]..]);
+                }
                 Ok(Forecast {
                     key: hist.key.clone(),
                     model: NAME.into(),
                     origin_ms: hist.origin_ms(),
                     step_ms: hist.step_ms,
-                    q: Quantiles::new(p10, p50, p90)?,
+                    q,
                 })
             })
             .collect()

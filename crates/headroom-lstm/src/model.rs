@@ -3,7 +3,9 @@
 //! emits the horizon's three quantiles at once (direct multi-horizon).
 //!
 //! The median is `base + residual`; p10 and p90 are the median minus/plus a
-//! softplus, so the three quantiles never cross.
+//! softplus, so the three quantiles never cross. Training minimises the
+//! pinball loss of the three quantiles plus a weighted pinball loss of the
+//! p90 path's peak against the horizon's peak ([`training_loss`]).
 
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{LSTM, LSTMConfig, Linear, RNN, VarBuilder};
@@ -75,4 +77,24 @@ pub fn pinball_loss(pred: &Tensor, target: &Tensor, quantiles: [f64; 3]) -> Resu
         });
     }
     total.expect("three quantiles") / 3.0
+}
+
+/// Pinball loss at `quantile` of the horizon's peak: the largest value of the
+/// p90 path `pred[:, 2, :]` against the largest target value, averaged over
+/// the batch. Per-step quantiles alone say little about the largest value of
+/// the next 48 h, which is what "will it cross the threshold" asks.
+pub fn peak_loss(pred: &Tensor, target: &Tensor, quantile: f64) -> Result<Tensor> {
+    let d = (target.max(1)? - pred.i((.., 2, ..))?.max(1)?)?;
+    d.affine(quantile, 0.0)?.maximum(&d.affine(quantile - 1.0, 0.0)?)?.mean_all()
+}
+
+/// What training minimises and validation reports: [`pinball_loss`] plus
+/// `peak_weight` × [`peak_loss`] at `peak_quantile`.
+pub fn training_loss(pred: &Tensor, target: &Tensor, cfg: &Config) -> Result<Tensor> {
+    let loss = pinball_loss(pred, target, cfg.quantiles)?;
+    if cfg.peak_weight > 0.0 {
+        loss + (peak_loss(pred, target, cfg.peak_quantile)? * cfg.peak_weight)?
+    } else {
+        Ok(loss)
+    }
 }

@@ -1,7 +1,7 @@
 //! Training: samples cut from every series (a global model), a validation
 //! split by time, AdamW with cosine decay, early stopping on the validation
-//! pinball loss, then conformal-style calibration of p10/p90 on the same
-//! validation split. Deterministic: the same series, config and seed give
+//! loss (pinball of the quantiles plus the peak loss), then conformal-style
+//! calibration of p10/p90 on the same validation split. Deterministic: the same series, config and seed give
 //! the same weights (all randomness comes from one seeded [`SplitMix64`]).
 
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use crate::config::LstmConfig;
 use crate::error::{Error, Result};
 use crate::features::Inputs;
 use crate::forecaster::{Calibration, LstmModel};
-use crate::model::pinball_loss;
+use crate::model::training_loss;
 
 /// A small, seedable PRNG (SplitMix64): enough for shuffling and init, and
 /// identical on every platform.
@@ -84,7 +84,7 @@ pub struct TrainReport {
     pub steps: usize,
     /// Step of the kept weights.
     pub best_step: usize,
-    /// Validation pinball loss (scaled units) of the kept weights.
+    /// Validation loss ([`crate::model::training_loss`], scaled units) of the kept weights.
     pub best_val_loss: f64,
     /// Validation loss after each pass: `(step, loss)`.
     pub val_history: Vec<(usize, f64)>,
@@ -263,7 +263,7 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
         let inp = build(&batch, Some(&mut rng));
         let (seq, ctx, base, target) = model.tensors(&inp)?;
         let pred = model.net.forward(&seq, &ctx, &base)?;
-        let loss = pinball_loss(&pred, &target.expect("training targets"), cfg.quantiles)?;
+        let loss = training_loss(&pred, &target.expect("training targets"), cfg)?;
         opt.backward_step(&loss)?;
         let l = loss.to_scalar::<f32>()? as f64;
         ema = if ema.is_nan() { l } else { 0.98 * ema + 0.02 * l };

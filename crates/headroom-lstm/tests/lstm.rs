@@ -1,5 +1,5 @@
-//! Behaviour of the LSTM a user would notice: the loss, scaling and calendar
-//! against hand-computed values; a tiny model learns a daily cycle; model
+//! Behaviour of the LSTM a user would notice: the losses, scaling and calendar
+//! against hand-computed values; forecasts of a series parked at one level; a tiny model learns a daily cycle; model
 //! files round-trip bit for bit and refuse mismatches; training is deterministic.
 
 use candle_core::{Device, Tensor};
@@ -7,7 +7,7 @@ use headroom_core::SeriesKey;
 use headroom_forecast::{Error as FE, Forecaster, History};
 use headroom_lstm::card::{CARD, FORMAT_VERSION};
 use headroom_lstm::features::{Scaling, calendar, pinball, seasonal};
-use headroom_lstm::model::pinball_loss;
+use headroom_lstm::model::{peak_loss, pinball_loss, training_loss};
 use headroom_lstm::{Base, Error, Expectation, LstmConfig, LstmForecaster, LstmModel, TrainOptions, train};
 
 const DAY: usize = 96;
@@ -31,6 +31,19 @@ fn pinball_matches_hand_values() {
     let target = Tensor::from_vec(vec![1f32, 3.], (1, 2), &d).unwrap();
     let l = pinball_loss(&pred, &target, [0.1, 0.5, 0.9]).unwrap().to_scalar::<f32>().unwrap();
     assert!((l as f64 - 0.4).abs() < 1e-6, "{l}");
+    // Peak loss: the p90 path (2, 2) peaks at 2, the target at 3: under by 1,
+    // 0.5 · 1 at the median of the peak, 0.9 · 1 at its p90.
+    let peak = |q| peak_loss(&pred, &target, q).unwrap().to_scalar::<f32>().unwrap() as f64;
+    assert!((peak(0.5) - 0.5).abs() < 1e-6 && (peak(0.9) - 0.9).abs() < 1e-6, "{} {}", peak(0.5), peak(0.9));
+    // Two rows, the second over-forecasting its peak by 2 (p90 path (5, 4) against (1, 3)): (0.5 + 0.5·2) / 2.
+    let pred2 = Tensor::from_vec(vec![0f32, 0., 1., 1., 2., 2., 0., 0., 1., 1., 5., 4.], (2, 3, 2), &d).unwrap();
+    let target2 = Tensor::from_vec(vec![1f32, 3., 1., 3.], (2, 2), &d).unwrap();
+    let l2 = peak_loss(&pred2, &target2, 0.5).unwrap().to_scalar::<f32>().unwrap();
+    assert!((l2 as f64 - 0.75).abs() < 1e-6, "{l2}");
+    // Training loss = pinball + weight × peak: 0.4 + 0.25 · 0.5.
+    let cfg = LstmConfig { peak_weight: 0.25, peak_quantile: 0.5, ..LstmConfig::default() };
+    let t = training_loss(&pred, &target, &cfg).unwrap().to_scalar::<f32>().unwrap();
+    assert!((t as f64 - 0.525).abs() < 1e-6, "{t}");
 }
 
 #[test]
@@ -232,4 +245,22 @@ fn shipped_default_model_loads_and_forecasts() {
         assert_eq!(fc.q.len(), 192);
         assert!((0..192).all(|k| fc.q.p10[k] <= fc.q.p50[k] && fc.q.p50[k] <= fc.q.p90[k]));
     }
+}
+
+#[test]
+fn a_gauge_parked_at_one_level_is_forecast_at_that_level_not_beside_it() {
+    // 8 days at 0.5 with a one-bin spike to 0.7 each afternoon: the median and
+    // the p90 of most bins are exactly 0.5, and no forecast value may fall
+    // between the two levels the series takes.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
+    let model = LstmModel::load(&dir, &Expectation::reference()).unwrap();
+    assert!(model.config().snap_to_window, "the shipped model rounds to the window's values");
+    let key = SeriesKey::new("host/a", "memory_ratio").unwrap();
+    let values: Vec<f64> = (0..8 * DAY).map(|t| if t % DAY == 60 { 0.7 } else { 0.5 }).collect();
+    let hist = History { key: &key, start_ms: 0, step_ms: STEP, values: &values };
+    let f = LstmForecaster::new(model).forecast_batch(&[hist], 192).unwrap().remove(0);
+    for (k, v) in f.q.p10.iter().chain(&f.q.p50).chain(&f.q.p90).enumerate() {
+        assert!(*v == 0.5 || *v == 0.7 || !(0.5..=0.7).contains(v), "value {k} is {v}, between the two levels");
+    }
+    assert!(f.q.p50.iter().filter(|v| **v == 0.5).count() > 150, "median parked at 0.5: {:?}", f.q.p50);
 }
