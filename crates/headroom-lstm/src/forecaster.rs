@@ -236,7 +236,7 @@ impl LstmModel {
             let w = hist.window(hist.values.len().min(self.cfg.window), NAME)?;
             let first = w[0];
             constant.push(w.iter().all(|v| *v == first).then_some(first));
-            windows.push(w.len());
+            windows.push(w);
             inp.push(&self.cfg, w, hist.origin_ms(), None);
         }
         let raw = self.raw(&inp).map_err(model_err)?;
@@ -272,7 +272,7 @@ impl LstmModel {
                 }
                 let mut q = Quantiles::new(p10, p50, p90)?;
                 if self.cfg.snap_to_window {
-                    q.snap_to(&hist.values[hist.values.len() - windows[r]..]);
+                    q.snap_to(windows[r]);
                 }
                 Ok(Forecast {
                     key: hist.key.clone(),

@@ -1,8 +1,9 @@
 //! Training: samples cut from every series (a global model), a validation
 //! split by time, AdamW with cosine decay, early stopping on the validation
 //! loss (pinball of the quantiles plus the peak loss), then conformal-style
-//! calibration of p10/p90 on the same validation split. Deterministic: the same series, config and seed give
-//! the same weights (all randomness comes from one seeded [`SplitMix64`]).
+//! calibration of p10/p90 on the same validation split. Deterministic: the
+//! same series, config and seed give the same weights (all randomness comes
+//! from one seeded [`SplitMix64`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
