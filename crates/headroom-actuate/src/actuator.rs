@@ -240,7 +240,6 @@ pub async fn execute(
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use headroom_core::decision_id;
     use headroom_remediate::config::Platform;
 
     use super::*;
@@ -277,21 +276,8 @@ mod tests {
     }
 
     fn decision(mode: Mode) -> Decision {
-        let action = Action::ScaleTo { replicas: 5 };
-        Decision {
-            id: decision_id("web", &action, "saturation", 3_600_000, mode),
-            target: "web".into(),
-            entity: "k8s/shop/deployment/web".into(),
-            action,
-            mode,
-            risk: "saturation".into(),
-            window_start_ms: 3_600_000,
-            reason: "p90 above the level in 1h".into(),
-            evidence: None,
-            guardrails: Vec::new(),
-            alert: false,
-            decided_at_ms: 3_000_000,
-        }
+        let d = Decision::new("web", "k8s/shop/deployment/web", mode, "saturation", 3_600_000, 3_000_000);
+        Decision { reason: "p90 above the level in 1h".into(), ..d.with_action(Action::ScaleTo { replicas: 5 }) }
     }
 
     fn rt() -> tokio::runtime::Runtime {

@@ -490,26 +490,20 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use headroom_core::{Action, Mode, decision_id};
+    use headroom_core::{Action, Mode};
 
     use super::*;
 
     fn decision(target: &str, window_start_ms: i64) -> Decision {
-        let action = Action::Restart;
-        Decision {
-            id: decision_id(target, &action, "restart_loop", window_start_ms, Mode::Enforce),
-            target: target.into(),
-            entity: format!("systemd/{target}.service"),
-            action,
-            mode: Mode::Enforce,
-            risk: "restart_loop".into(),
+        let d = Decision::new(
+            target,
+            &format!("systemd/{target}.service"),
+            Mode::Enforce,
+            "restart_loop",
             window_start_ms,
-            reason: "5 restarts in 10 min".into(),
-            evidence: None,
-            guardrails: vec![],
-            alert: false,
-            decided_at_ms: window_start_ms,
-        }
+            window_start_ms,
+        );
+        Decision { reason: "5 restarts in 10 min".into(), ..d.with_action(Action::Restart) }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use headroom_actuate::audit::rotated_path;
 use headroom_actuate::{AuditLog, AuditOptions, Begin, Error, Repair};
-use headroom_core::{Action, Decision, Mode, decision_id};
+use headroom_core::{Action, Decision, Mode};
 use headroom_remediate::audit::Record;
 use headroom_remediate::state::Outcome;
 
@@ -25,20 +25,17 @@ const LOG: &str = "HEADROOM_AUDIT_LOG";
 const SIDE: &str = "HEADROOM_AUDIT_SIDE";
 
 fn decision(target: &str, window_start_ms: i64) -> Decision {
-    let action = Action::ScaleTo { replicas: 6 };
-    Decision {
-        id: decision_id(target, &action, "saturation", window_start_ms, Mode::Enforce),
-        target: target.into(),
-        entity: format!("k8s/shop/deployment/{target}"),
-        action,
-        mode: Mode::Enforce,
-        risk: "saturation".into(),
+    let d = Decision::new(
+        target,
+        &format!("k8s/shop/deployment/{target}"),
+        Mode::Enforce,
+        "saturation",
         window_start_ms,
+        window_start_ms - 60_000,
+    );
+    Decision {
         reason: "p90 cpu reaches 93% of the limit in 3h".into(),
-        evidence: None,
-        guardrails: vec![],
-        alert: false,
-        decided_at_ms: window_start_ms - 60_000,
+        ..d.with_action(Action::ScaleTo { replicas: 6 })
     }
 }
 

@@ -254,20 +254,9 @@ fn target() -> Target {
 }
 
 fn decision(id: &str, action: Action) -> Decision {
-    Decision {
-        id: id.into(),
-        target: "checkout".into(),
-        entity: "k8s/shop/deployment/checkout".into(),
-        action,
-        mode: Mode::Enforce,
-        risk: "saturation".into(),
-        window_start_ms: 0,
-        reason: "test".into(),
-        evidence: None,
-        guardrails: vec![],
-        alert: false,
-        decided_at_ms: 0,
-    }
+    let d = Decision::new("checkout", "k8s/shop/deployment/checkout", Mode::Enforce, "saturation", 0, 0)
+        .with_action(action);
+    Decision { id: id.into(), reason: "test".into(), ..d }
 }
 
 fn scale_to(id: &str, replicas: u32) -> Decision {

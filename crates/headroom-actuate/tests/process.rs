@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use headroom_actuate::Actuator;
 use headroom_actuate::process::{Backoff, Event, EventKind, Phase, ProcessActuator, ProcessSpec, Supervisor};
-use headroom_core::{Action, Decision, Mode, decision_id};
+use headroom_core::{Action, Decision, Mode};
 use headroom_remediate::config::{Platform, Span, StartLimit, Target};
 use headroom_remediate::detect::{self, RestartLoopConfig};
 use tokio::sync::watch;
@@ -41,20 +41,8 @@ fn target(name: &str) -> Target {
 }
 
 fn decision(target: &Target, action: Action, window_start_ms: i64) -> Decision {
-    Decision {
-        id: decision_id(&target.name, &action, "test", window_start_ms, Mode::Enforce),
-        target: target.name.clone(),
-        entity: target.entity.clone(),
-        action,
-        mode: Mode::Enforce,
-        risk: "test".into(),
-        window_start_ms,
-        reason: "a test".into(),
-        evidence: None,
-        guardrails: Vec::new(),
-        alert: false,
-        decided_at_ms: window_start_ms,
-    }
+    let d = Decision::new(&target.name, &target.entity, Mode::Enforce, "test", window_start_ms, window_start_ms);
+    Decision { reason: "a test".into(), ..d.with_action(action) }
 }
 
 async fn start(specs: Vec<ProcessSpec>) -> (Arc<Supervisor>, watch::Sender<bool>) {

@@ -114,20 +114,8 @@ fn target(name: &str, unit: &str) -> Target {
 }
 
 fn decision(target: &Target, action: Action, id: &str) -> Decision {
-    Decision {
-        id: id.into(),
-        target: target.name.clone(),
-        entity: target.entity.clone(),
-        action,
-        mode: Mode::Enforce,
-        risk: "test".into(),
-        window_start_ms: 0,
-        reason: "a test".into(),
-        evidence: None,
-        guardrails: vec![],
-        alert: false,
-        decided_at_ms: 0,
-    }
+    let d = Decision::new(&target.name, &target.entity, Mode::Enforce, "test", 0, 0).with_action(action);
+    Decision { id: id.into(), reason: "a test".into(), ..d }
 }
 
 fn now_ms() -> i64 {

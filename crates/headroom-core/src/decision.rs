@@ -6,6 +6,7 @@
 //! yields the same id and an actuator that already carried it out does nothing.
 
 use std::fmt;
+use std::hash::Hasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -135,9 +136,36 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// Whether the decision is only recorded.
-    pub fn dry_run(&self) -> bool {
-        self.mode == Mode::DryRun
+    /// A decision to do nothing (yet) about `risk` on `target`, with its id,
+    /// no reason, evidence or guardrails; [`Decision::set_action`] changes the
+    /// action and the id with it.
+    pub fn new(target: &str, entity: &str, mode: Mode, risk: &str, window_start_ms: i64, decided_at_ms: i64) -> Self {
+        Self {
+            id: decision_id(target, &Action::None, risk, window_start_ms, mode),
+            target: target.into(),
+            entity: entity.into(),
+            action: Action::None,
+            mode,
+            risk: risk.into(),
+            window_start_ms,
+            reason: String::new(),
+            evidence: None,
+            guardrails: Vec::new(),
+            alert: false,
+            decided_at_ms,
+        }
+    }
+
+    /// Sets the action, and the id that goes with it.
+    pub fn set_action(&mut self, action: Action) {
+        self.action = action;
+        self.id = decision_id(&self.target, &action, &self.risk, self.window_start_ms, self.mode);
+    }
+
+    /// The decision with `action` (and its id).
+    pub fn with_action(mut self, action: Action) -> Self {
+        self.set_action(action);
+        self
     }
 }
 
@@ -146,13 +174,9 @@ impl Decision {
 /// and platforms. The mode is part of it so that a decision recorded in
 /// dry-run is still carried out once the target is switched to enforce.
 pub fn decision_id(target: &str, action: &Action, risk: &str, window_start_ms: i64, mode: Mode) -> String {
-    let text = format!("{target}\u{1f}{action}\u{1f}{risk}\u{1f}{window_start_ms}\u{1f}{mode}");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let mut h = crate::Fnv1a64::default();
+    h.write(format!("{target}\u{1f}{action}\u{1f}{risk}\u{1f}{window_start_ms}\u{1f}{mode}").as_bytes());
+    format!("{:016x}", h.finish())
 }
 
 #[cfg(test)]

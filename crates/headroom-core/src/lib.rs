@@ -13,6 +13,7 @@
 
 pub mod decision;
 pub mod error;
+pub mod fnv;
 pub mod forecast;
 pub mod frame;
 pub mod grid;
@@ -23,6 +24,7 @@ pub mod time;
 
 pub use decision::{Action, Decision, Evidence, Guardrail, Mode, Verdict, decision_id};
 pub use error::{Error, Result};
+pub use fnv::Fnv1a64;
 pub use forecast::{Forecast, Quantiles};
 pub use frame::{ResampledSeries, SampleFrame, SeriesData};
 pub use grid::Grid;

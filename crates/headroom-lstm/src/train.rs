@@ -6,10 +6,12 @@
 //! from one seeded [`SplitMix64`]).
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use headroom_core::Fnv1a64;
 use headroom_forecast::History;
 use headroom_forecast::protocol::Protocol;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -103,26 +105,20 @@ pub struct TrainReport {
 
 /// A hash over the series keys, grids and the values used (FNV-1a, 64 bit).
 pub fn fingerprint(series: &[History<'_>], cuts: &[usize]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = Fnv1a64::default();
     for (s, &c) in series.iter().zip(cuts) {
-        eat(s.key.entity.as_bytes());
-        eat(&[0]);
-        eat(s.key.metric.as_bytes());
-        eat(&[0]);
-        eat(&s.start_ms.to_le_bytes());
-        eat(&s.step_ms.to_le_bytes());
-        eat(&(c as u64).to_le_bytes());
+        h.write(s.key.entity.as_bytes());
+        h.write(&[0]);
+        h.write(s.key.metric.as_bytes());
+        h.write(&[0]);
+        h.write(&s.start_ms.to_le_bytes());
+        h.write(&s.step_ms.to_le_bytes());
+        h.write(&(c as u64).to_le_bytes());
         for v in &s.values[..c] {
-            eat(&v.to_bits().to_le_bytes());
+            h.write(&v.to_bits().to_le_bytes());
         }
     }
-    format!("fnv1a64:{h:016x}")
+    format!("fnv1a64:{:016x}", h.finish())
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -354,25 +354,22 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use headroom_core::{Action, Mode, decision_id};
+    use headroom_core::{Action, Mode};
 
     use super::*;
 
     fn decision(target: &str, window_start_ms: i64) -> Decision {
-        let action = Action::ScaleTo { replicas: 4 };
-        Decision {
-            id: decision_id(target, &action, "saturation", window_start_ms, Mode::Enforce),
-            target: target.into(),
-            entity: format!("k8s/shop/deployment/{target}"),
-            action,
-            mode: Mode::Enforce,
-            risk: "saturation".into(),
+        let d = Decision::new(
+            target,
+            &format!("k8s/shop/deployment/{target}"),
+            Mode::Enforce,
+            "saturation",
             window_start_ms,
+            window_start_ms - 1000,
+        );
+        Decision {
             reason: "p90 cpu crosses 80% of the limit in 2h".into(),
-            evidence: None,
-            guardrails: vec![],
-            alert: false,
-            decided_at_ms: window_start_ms - 1000,
+            ..d.with_action(Action::ScaleTo { replicas: 4 })
         }
     }
 

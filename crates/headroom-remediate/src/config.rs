@@ -89,20 +89,15 @@ pub struct Config {
 
 /// Limits across all targets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Global {
-    /// At most this many actions (dry-run included) in any hour, across all targets.
-    #[serde(default = "default_global_cap")]
+    /// At most this many actions (dry-run included) in any hour, across all targets (default 10).
     pub max_actions_per_hour: u32,
-}
-
-fn default_global_cap() -> u32 {
-    10
 }
 
 impl Default for Global {
     fn default() -> Self {
-        Self { max_actions_per_hour: default_global_cap() }
+        Self { max_actions_per_hour: 10 }
     }
 }
 
@@ -166,31 +161,20 @@ pub struct StartLimit {
 /// Scale-in: off unless enabled, and then only when the forecast *and* the
 /// recent actual values are both low.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScaleIn {
-    /// Whether headroom may remove replicas at all.
-    #[serde(default)]
+    /// Whether headroom may remove replicas at all (default no).
     pub enabled: bool,
     /// Both the forecast peak and the recent actual peak must be below this
-    /// fraction of the saturation level.
-    #[serde(default = "default_scale_in_below")]
+    /// fraction of the saturation level (default 0.5).
     pub below: f64,
-    /// How far back "recent actual values" reach.
-    #[serde(default = "default_scale_in_window")]
+    /// How far back "recent actual values" reach (default `6h`).
     pub window: Span,
-}
-
-fn default_scale_in_below() -> f64 {
-    0.5
-}
-
-fn default_scale_in_window() -> Span {
-    Span(Duration::from_secs(6 * 3600))
 }
 
 impl Default for ScaleIn {
     fn default() -> Self {
-        Self { enabled: false, below: default_scale_in_below(), window: default_scale_in_window() }
+        Self { enabled: false, below: 0.5, window: Span(Duration::from_secs(6 * 3600)) }
     }
 }
 

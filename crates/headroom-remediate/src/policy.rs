@@ -28,9 +28,7 @@
 
 use std::collections::BTreeMap;
 
-use headroom_core::{
-    Action, Decision, Evidence, Grid, Guardrail, Mode, Verdict, decision_id, format_duration, format_ts,
-};
+use headroom_core::{Action, Decision, Evidence, Grid, Guardrail, Mode, Verdict, format_duration, format_ts};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Rung, Target};
@@ -138,29 +136,11 @@ fn pass(d: &mut Decision, name: &str, detail: String) {
 fn block(d: &mut Decision, name: &str, detail: String) {
     d.reason = format!("{} — blocked by {name}: {detail}", d.reason);
     guard(d, name, Verdict::Blocked, detail);
-    set_action(d, Action::None);
+    d.set_action(Action::None);
 }
 
 fn base(t: &Target, risk: &str, window_start_ms: i64, reason: String, now_ms: i64) -> Decision {
-    Decision {
-        id: decision_id(&t.name, &Action::None, risk, window_start_ms, t.mode),
-        target: t.name.clone(),
-        entity: t.entity.clone(),
-        action: Action::None,
-        mode: t.mode,
-        risk: risk.into(),
-        window_start_ms,
-        reason,
-        evidence: None,
-        guardrails: Vec::new(),
-        alert: false,
-        decided_at_ms: now_ms,
-    }
-}
-
-fn set_action(d: &mut Decision, action: Action) {
-    d.action = action;
-    d.id = decision_id(&d.target, &action, &d.risk, d.window_start_ms, d.mode);
+    Decision { reason, ..Decision::new(&t.name, &t.entity, t.mode, risk, window_start_ms, now_ms) }
 }
 
 fn decide(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: i64) -> Decision {
@@ -316,7 +296,7 @@ fn ladder(t: &Target, s: &TargetState, risk: &Risk, now_ms: i64) -> Decision {
         Rung::Restart => {
             pass(&mut d, "ladder", rung_label);
             d.reason = format!("{} — restart", d.reason);
-            set_action(&mut d, Action::Restart);
+            d.set_action(Action::Restart);
             start_limit(t, s, &mut d, now_ms);
         }
         Rung::ScaleOut => {
@@ -374,7 +354,7 @@ fn leak_restart(t: &Target, s: &TargetState, leak: &crate::risk::MemoryLeak, now
         return d;
     }
     d.reason = format!("{} — restart before exhaustion", d.reason);
-    set_action(&mut d, Action::Restart);
+    d.set_action(Action::Restart);
     start_limit(t, s, &mut d, now_ms);
     d
 }
@@ -444,7 +424,7 @@ fn set_replicas(t: &Target, d: &mut Decision, current: u32, want: u32) {
         };
         block(d, "bounds", why);
     } else {
-        set_action(d, Action::ScaleTo { replicas: n });
+        d.set_action(Action::ScaleTo { replicas: n });
     }
 }
 

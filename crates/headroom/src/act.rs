@@ -61,7 +61,7 @@ pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
             actuators.insert(t.name.clone(), a);
         }
     }
-    let Planned { config, report, now_ms, now_from } = plan_once(&args.plan, &history, &replicas)?;
+    let Planned { report, now_ms, now_from } = plan_once(&args.plan, &config, &history, &replicas)?;
     let dry = DryRun::new();
 
     // Intents left without an outcome by a crash: settle them first, by observing.

@@ -23,8 +23,6 @@ use crate::output::Output;
 
 /// One cycle at `--now`, with what it was run on.
 pub struct Planned {
-    /// The configuration read.
-    pub config: Config,
     /// The cycle's decisions, risks, states and forecasts.
     pub report: CycleReport,
     /// The time planned at.
@@ -42,14 +40,14 @@ pub fn history_by_target(ledger: &Ledger) -> BTreeMap<String, Vec<PastAction>> {
     by_target
 }
 
-/// Loads the config, data, limits and model of `args`, and runs one cycle with
-/// `history` and the current replicas per target that actuators reported.
+/// Loads the data, limits and model of `args`, and runs one cycle of `config`
+/// with `history` and the current replicas per target that actuators reported.
 pub fn plan_once(
     args: &PlanArgs,
+    config: &Config,
     history: &BTreeMap<String, Vec<PastAction>>,
     replicas: &BTreeMap<String, u32>,
 ) -> anyhow::Result<Planned> {
-    let config = Config::load(&args.config)?;
     let frame = load(&args.data, &args.file.options()?)?;
     let limits = read_limits(&args.limits)?;
     let raw = frame.series()?;
@@ -75,8 +73,8 @@ pub fn plan_once(
     let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
     let world = World { grid: &grid, raw: &raw, limits: &limits, replicas };
     let models = Models { forecaster: forecaster.as_ref(), fallbacks: &chain, horizon: protocol.horizon };
-    let report = cycle(&world, &models, &config, history, now_ms)?;
-    Ok(Planned { config, report, now_ms, now_from })
+    let report = cycle(&world, &models, config, history, now_ms)?;
+    Ok(Planned { report, now_ms, now_from })
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
@@ -90,7 +88,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         }
         None => BTreeMap::new(),
     };
-    let Planned { report, now_ms, now_from, .. } = plan_once(&args, &history, &BTreeMap::new())?;
+    let config = Config::load(&args.config)?;
+    let Planned { report, now_ms, now_from } = plan_once(&args, &config, &history, &BTreeMap::new())?;
     let mut out = std::io::stdout().lock();
     match args.output {
         Output::Json => {

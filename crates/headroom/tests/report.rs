@@ -153,17 +153,9 @@ fn fixture() -> Fixture {
     };
     let restart = Decision {
         id: "0123456789abcdef".into(),
-        target: "db <primary> & co".into(),
-        entity: db.key.entity.clone(),
-        action: Action::Restart,
-        mode: Mode::DryRun,
-        risk: "memory_leak".into(),
-        window_start_ms: t(100),
         reason: "memory grows towards the limit".into(),
-        evidence: None,
-        guardrails: vec![],
-        alert: false,
-        decided_at_ms: t(100),
+        ..Decision::new("db <primary> & co", &db.key.entity, Mode::DryRun, "memory_leak", t(100), t(100))
+            .with_action(Action::Restart)
     };
     let replicas = vec![("reactive".into(), steps(-30 * 60_000)), ("snaive-daily".into(), steps(45 * 60_000))];
     let replay = ReplayReport {

@@ -49,192 +49,112 @@ const DAY: i64 = 24 * HOUR;
 /// horizon = "2d"
 /// ```
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
     /// Restart loops ([`restart_loop`]).
-    #[serde(default)]
     pub restart_loop: RestartLoopConfig,
     /// Out-of-memory kills ([`oom_kill`]).
-    #[serde(default)]
     pub oom: OomConfig,
     /// Memory leaks ([`memory_leak`]).
-    #[serde(default)]
     pub leak: LeakConfig,
     /// Flapping ([`flapping`]).
-    #[serde(default)]
     pub flapping: FlappingConfig,
     /// Forecast health ([`health`]).
-    #[serde(default)]
     pub health: HealthConfig,
 }
 
 /// A restart loop: the restart counter rose at least `restarts` times within `window`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RestartLoopConfig {
     /// Fewest restarts within the window that make a loop (default 3).
-    #[serde(default = "default_restarts")]
     pub restarts: u32,
     /// The trailing window restarts are counted in (default `30m`).
-    #[serde(default = "default_restart_window")]
     pub window: Span,
-}
-
-fn default_restarts() -> u32 {
-    3
-}
-fn default_restart_window() -> Span {
-    Span::from_ms(30 * MINUTE)
 }
 
 impl Default for RestartLoopConfig {
     fn default() -> Self {
-        Self { restarts: default_restarts(), window: default_restart_window() }
+        Self { restarts: 3, window: Span::from_ms(30 * MINUTE) }
     }
 }
 
 /// The shape of an out-of-memory kill: memory at or above `near_limit × limit`,
 /// and at the next sample at or below `drop_to × limit`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct OomConfig {
     /// How close to the limit memory must have been, as a fraction of it (default 0.9).
-    #[serde(default = "default_near_limit")]
     pub near_limit: f64,
     /// How low it must drop right after, as a fraction of the limit (default 0.2).
-    #[serde(default = "default_drop_to")]
     pub drop_to: f64,
     /// The trailing window searched for the drop (default `1h`).
-    #[serde(default = "default_oom_window")]
     pub window: Span,
-}
-
-fn default_near_limit() -> f64 {
-    0.9
-}
-fn default_drop_to() -> f64 {
-    0.2
-}
-fn default_oom_window() -> Span {
-    Span::from_ms(HOUR)
 }
 
 impl Default for OomConfig {
     fn default() -> Self {
-        Self { near_limit: default_near_limit(), drop_to: default_drop_to(), window: default_oom_window() }
+        Self { near_limit: 0.9, drop_to: 0.2, window: Span::from_ms(HOUR) }
     }
 }
 
 /// A memory leak: a least-squares trend over `window` that rises steadily
 /// (`r² ≥ min_r2`), by at least `min_rise × limit`, and reaches the limit within `horizon`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LeakConfig {
     /// The trailing window the trend is fitted on (default `1d`: a whole daily
     /// cycle, so that the rise of an ordinary morning is not taken for a leak;
     /// with `6h` a sixth of the calm hours of the ASD servers looked like leaks).
-    #[serde(default = "default_leak_window")]
     pub window: Span,
     /// Fewest share of the variance the trend must explain, 0–1 (default 0.8).
-    #[serde(default = "default_min_r2")]
     pub min_r2: f64,
     /// Smallest rise of the trend over the window, as a fraction of the limit (default 0.05).
-    #[serde(default = "default_min_rise")]
     pub min_rise: f64,
     /// Only report a leak whose trend reaches the limit within this long from now (default `2d`).
-    #[serde(default = "default_leak_horizon")]
     pub horizon: Span,
-}
-
-fn default_leak_window() -> Span {
-    Span::from_ms(DAY)
-}
-fn default_min_r2() -> f64 {
-    0.8
-}
-fn default_min_rise() -> f64 {
-    0.05
-}
-fn default_leak_horizon() -> Span {
-    Span::from_ms(2 * DAY)
 }
 
 impl Default for LeakConfig {
     fn default() -> Self {
-        Self {
-            window: default_leak_window(),
-            min_r2: default_min_r2(),
-            min_rise: default_min_rise(),
-            horizon: default_leak_horizon(),
-        }
+        Self { window: Span::from_ms(DAY), min_r2: 0.8, min_rise: 0.05, horizon: Span::from_ms(2 * DAY) }
     }
 }
 
 /// Flapping: the series crossed its level at least `transitions` times within `window`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FlappingConfig {
     /// Fewest crossings (up or down) within the window that count as flapping (default 3: up, down, up).
-    #[serde(default = "default_transitions")]
     pub transitions: u32,
     /// The trailing window crossings are counted in (default `1h`).
-    #[serde(default = "default_flapping_window")]
     pub window: Span,
-}
-
-fn default_transitions() -> u32 {
-    3
-}
-fn default_flapping_window() -> Span {
-    Span::from_ms(HOUR)
 }
 
 impl Default for FlappingConfig {
     fn default() -> Self {
-        Self { transitions: default_transitions(), window: default_flapping_window() }
+        Self { transitions: 3, window: Span::from_ms(HOUR) }
     }
 }
 
 /// When recent forecasts are too wrong to act on: MASE above `max_mase` or
 /// p10–p90 coverage below `min_coverage`, over at least `min_scored` bins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {
     /// The trailing window of forecast bins scored (default `24h`).
-    #[serde(default = "default_health_window")]
     pub window: Span,
     /// Largest acceptable MASE of the median (default 2.0: twice the error of "same as yesterday").
-    #[serde(default = "default_max_mase")]
     pub max_mase: f64,
     /// Smallest acceptable share of actuals inside p10–p90, 0–1 (default 0.5; 0.8 is ideal).
-    #[serde(default = "default_min_coverage")]
     pub min_coverage: f64,
     /// Fewest scored bins before the forecasts are judged at all (default 24, 6 h of 15-minute bins).
-    #[serde(default = "default_min_scored")]
     pub min_scored: usize,
-}
-
-fn default_health_window() -> Span {
-    Span::from_ms(DAY)
-}
-fn default_max_mase() -> f64 {
-    2.0
-}
-fn default_min_coverage() -> f64 {
-    0.5
-}
-fn default_min_scored() -> usize {
-    24
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        Self {
-            window: default_health_window(),
-            max_mase: default_max_mase(),
-            min_coverage: default_min_coverage(),
-            min_scored: default_min_scored(),
-        }
+        Self { window: Span::from_ms(DAY), max_mase: 2.0, min_coverage: 0.5, min_scored: 24 }
     }
 }
 
