@@ -156,12 +156,6 @@ fn peak_evidence(f: &Forecast, quantile: f64, level: f64) -> Evidence {
     }
 }
 
-/// Raw samples of `s` at or before `now_ms`.
-fn raw_until(s: &SeriesData, now_ms: i64) -> SeriesData {
-    let n = s.ts.partition_point(|&t| t <= now_ms);
-    SeriesData { key: s.key.clone(), ts: s.ts[..n].to_vec(), values: s.values[..n].to_vec() }
-}
-
 /// Times the counter rose (a start) within `span_ms` before `now_ms`; when it
 /// did, also the sample before the first rise, for the start that came before
 /// the restarts (systemd counts it against the start limit too: erring on
@@ -358,9 +352,10 @@ pub fn decide(
                 detect::health(past, &actual(s, now_ms), &cfg.detect.health, now_ms)?
             });
         }
-        // Crash patterns from the raw samples of the same entity.
-        let restarts = raw.get(&key(&t.entity, &t.restarts_metric)).map(|s| raw_until(s, now_ms));
-        if let Some(c) = &restarts {
+        // Crash patterns from the raw samples of the same entity (the detectors
+        // and `starts_within` read only samples at or before `now_ms`).
+        let restarts = raw.get(&key(&t.entity, &t.restarts_metric)).copied();
+        if let Some(c) = restarts {
             let span = t.start_limit().map_or(0, |l| l.interval.ms()).max(3_600_000);
             state.recent_starts_ms = starts_within(c, now_ms, span);
             if let Some(r) = detect::restart_loop(c, &cfg.detect.restart_loop, now_ms)? {
@@ -369,16 +364,15 @@ pub fn decide(
         }
         let mem_key = key(&t.entity, &t.memory_metric);
         if let (Some(m), Some((mem_limit, _))) = (raw.get(&mem_key), saturation_level(t, world.limits, &mem_key)) {
-            let m = raw_until(m, now_ms);
-            if let Some(r) = detect::oom_kill(&m, mem_limit, restarts.as_ref(), &cfg.detect.oom, now_ms)? {
+            if let Some(r) = detect::oom_kill(m, mem_limit, restarts, &cfg.detect.oom, now_ms)? {
                 risks.push(Risk::OomKill(r));
             }
-            if let Some(r) = detect::memory_leak(&m, mem_limit, &cfg.detect.leak, now_ms)? {
+            if let Some(r) = detect::memory_leak(m, mem_limit, &cfg.detect.leak, now_ms)? {
                 risks.push(Risk::MemoryLeak(r));
             }
         }
         if let Some(up) = raw.get(&key(&t.entity, "up"))
-            && let Some(r) = detect::flapping(&raw_until(up, now_ms), 0.5, &cfg.detect.flapping, now_ms)?
+            && let Some(r) = detect::flapping(up, 0.5, &cfg.detect.flapping, now_ms)?
         {
             risks.push(Risk::Flapping(r));
         }
