@@ -2,6 +2,7 @@
 //! where (file, row, column, series, URL) and what the bad value was.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What went wrong while collecting, validating or storing samples.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,43 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// Series cannot be stored as named: a name or path too long for the file
+    /// system, or two series needing one path. Nothing was written.
+    #[error("nothing was written to the store {}: {}", shorten(&dir.display().to_string()), list(problems))]
+    StoreRejected {
+        /// The store directory.
+        dir: PathBuf,
+        /// One line per problem, each naming its series (`entity:metric`).
+        problems: Vec<String>,
+    },
+
+    /// Writing one series to the store failed.
+    #[error("series {series}: {source}; {kept}")]
+    StoreWrite {
+        /// `entity:metric`, shortened if long.
+        series: String,
+        /// What failed, its path shortened if long.
+        source: Box<Error>,
+        /// What of the write was kept.
+        kept: String,
+    },
+
+    /// Another writer held the store's lock for longer than this one would wait.
+    #[error(
+        "store {}: another writer still holds its lock {} after {:.1} s; try again when that write has finished (the lock goes with its process, so it is never stale)",
+        shorten(&dir.display().to_string()),
+        shorten(&lock.display().to_string()),
+        waited.as_secs_f64()
+    )]
+    StoreLocked {
+        /// The store directory.
+        dir: PathBuf,
+        /// The lock file, `DIR/.lock`.
+        lock: PathBuf,
+        /// How long this writer waited.
+        waited: Duration,
+    },
+
     /// The collection was cancelled before it finished; nothing was written.
     #[error("cancelled before the collection finished; nothing was written")]
     Cancelled,
@@ -102,6 +140,29 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `text`, or its first and last 60 characters with `…` between when longer:
+/// never a 10 kB name or path in a message.
+pub(crate) fn shorten(text: &str) -> String {
+    const KEEP: usize = 60;
+    let n = text.chars().count();
+    if n <= 2 * KEEP + 1 {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(KEEP).collect();
+    let tail: String = text.chars().skip(n - KEEP).collect();
+    format!("{head}…{tail}")
+}
+
+/// The first few problems, `; `-separated, and how many more.
+fn list(problems: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = problems.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!("; and {} more", problems.len() - SHOWN));
+    }
+    text
+}
 
 impl Error {
     /// An [`Error::Io`] for `path`.

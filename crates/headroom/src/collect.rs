@@ -32,7 +32,8 @@ pub async fn run(args: CollectArgs, cancel: &CancellationToken) -> anyhow::Resul
             eprintln!("wrote {} samples to {}", frame.len(), path.display());
         }
         None => {
-            let store = Store::open(&sink.store)?;
+            // Ctrl-C stops a wait for another writer's lock; a write under way runs to its end.
+            let store = Store::open(&sink.store)?.with_cancel(cancel.clone());
             let w = store.write(&frame)?;
             eprintln!(
                 "stored {} samples of {} series in {} ({} replaced points already stored at the same time)",
