@@ -155,6 +155,8 @@ impl Actuator for DryRun {
 /// observing the target, never by acting again: a scale whose count is in
 /// place is `succeeded`; anything else (a restart cannot be seen afterwards
 /// with certainty) is `failed`, and a later cycle decides afresh from new data.
+/// A dry-run intent had nothing to carry out: it is recorded as `dry_run`,
+/// what it was, without asking the platform.
 pub async fn reconcile(
     log: &mut AuditLog,
     actuator: &dyn Actuator,
@@ -162,6 +164,14 @@ pub async fn reconcile(
     decision: &Decision,
     now_ms: i64,
 ) -> Result<Executed> {
+    if decision.mode == Mode::DryRun {
+        log.reconcile(&decision.id, &Outcome::DryRun, now_ms)?;
+        return Ok(Executed {
+            id: decision.id.clone(),
+            outcome: Some(Outcome::DryRun),
+            detail: "a dry run interrupted before its outcome was written: nothing was to be done".into(),
+        });
+    }
     let observed = actuator.observe(target).await?;
     let done = matches!(decision.action, Action::ScaleTo { replicas } if observed.replicas == Some(replicas));
     let outcome = if done {
@@ -193,7 +203,11 @@ pub struct Executed {
 ///   in the decided state the outcome is `succeeded`, else `failed`, and a
 ///   later cycle decides afresh;
 /// * dry-run (the decision's mode, or `enforce == false`) → intent and a
-///   `dry_run` outcome, the actuator's `plan` as the detail, nothing touched;
+///   `dry_run` outcome, the actuator's `plan` as the detail, nothing touched.
+///   An enforced decision executed with `enforce == false` is recorded as its
+///   dry-run twin ([`Decision::as_dry_run`], its own id), so the rehearsal
+///   never makes the real action count as done; [`Executed::id`] is then the
+///   twin's id;
 /// * enforce → intent (written and fsynced by [`AuditLog::begin`]), `apply`, outcome.
 pub async fn execute(
     log: &mut AuditLog,
@@ -203,6 +217,13 @@ pub async fn execute(
     enforce: bool,
     now_ms: i64,
 ) -> Result<Executed> {
+    let twin;
+    let decision = if !enforce && decision.mode == Mode::Enforce {
+        twin = decision.as_dry_run("not enforced in this run (no --enforce)");
+        &twin
+    } else {
+        decision
+    };
     let id = decision.id.clone();
     if !decision.action.is_some() {
         return Ok(Executed { id, outcome: None, detail: "no action".into() });
@@ -215,7 +236,7 @@ pub async fn execute(
         Begin::Proceed => {}
     }
     // `begin` has written and synced the intent.
-    if !enforce || decision.mode == Mode::DryRun {
+    if decision.mode == Mode::DryRun {
         let outcome = Outcome::DryRun;
         let detail = match actuator.plan(target, decision).await {
             Ok(detail) => detail,
@@ -304,6 +325,46 @@ mod tests {
         let out = rt().block_on(execute(&mut log, &a, &t, &dry, true, 3_100_000)).unwrap();
         assert_eq!(out.outcome, Some(Outcome::DryRun));
         assert_eq!(a.applied.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_dry_run_of_an_enforced_decision_leaves_the_real_action_possible() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path().join("audit.jsonl"), AuditOptions::default()).unwrap();
+        let t = Target::new("web", Platform::Kubernetes, "k8s/shop/deployment/web", "cpu");
+        let a = Counting::default();
+        let d = decision(Mode::Enforce);
+        rt().block_on(async {
+            // `act` without --enforce: recorded as the dry-run twin, twice over (once).
+            let rehearsal = execute(&mut log, &a, &t, &d, false, 3_000_000).await.unwrap();
+            assert_eq!(rehearsal.outcome, Some(Outcome::DryRun));
+            assert_ne!(rehearsal.id, d.id);
+            let again = execute(&mut log, &a, &t, &d, false, 3_060_000).await.unwrap();
+            assert!(again.detail.contains("not repeated"), "{again:?}");
+            assert!(!log.ledger().is_done(&d.id));
+            // `act --enforce` later: carried out, once.
+            let real = execute(&mut log, &a, &t, &d, true, 3_120_000).await.unwrap();
+            assert_eq!((real.id.as_str(), real.outcome), (d.id.as_str(), Some(Outcome::Succeeded)));
+        });
+        assert_eq!(a.applied.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_interrupted_dry_run_is_settled_as_a_dry_run_without_asking_the_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let t = Target::new("web", Platform::Kubernetes, "k8s/shop/deployment/web", "cpu");
+        let d = decision(Mode::DryRun);
+        {
+            let (mut log, _) = AuditLog::open(&path, AuditOptions::default()).unwrap();
+            assert_eq!(log.begin(&d, 3_000_000).unwrap(), Begin::Proceed);
+        }
+        let (mut log, _) = AuditLog::open(&path, AuditOptions::default()).unwrap();
+        let a = Counting::default();
+        let out = rt().block_on(execute(&mut log, &a, &t, &d, true, 3_600_000)).unwrap();
+        assert_eq!(out.outcome, Some(Outcome::DryRun), "{out:?}");
+        assert!(log.ledger().is_done(&d.id) && log.ledger().pending().is_empty());
+        assert_eq!(a.applied.load(Ordering::SeqCst), 0);
     }
 
     #[test]

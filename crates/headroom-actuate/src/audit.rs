@@ -37,7 +37,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use headroom_core::Decision;
-use headroom_remediate::audit::{Ledger, Record, Skipped, is_final, parse_log, replay};
+use headroom_remediate::audit::{Anomaly, Ledger, Record, Skipped, parse_log_lines, replay_lines};
 use headroom_remediate::state::Outcome;
 use tracing::{debug, info, warn};
 
@@ -86,8 +86,12 @@ pub struct OpenReport {
     pub files: Vec<PathBuf>,
     /// How many records were read.
     pub records: usize,
-    /// Lines that are not records (each also logged as a warning).
+    /// Lines that are not records (the caller reports them; logged at debug).
     pub skipped: Vec<Skipped>,
+    /// Records a well-behaved writer would not have written: contradicting
+    /// outcomes, outcomes without intent, intents repeated after their
+    /// outcome (the caller reports them; logged at debug).
+    pub anomalies: Vec<Anomaly>,
     /// What was done to a torn last line of the current file, if there was one.
     pub repair: Option<Repair>,
 }
@@ -167,19 +171,34 @@ impl AuditLog {
             }
             None => 0,
         };
-        let mut report =
-            OpenReport { files: read.files, records: read.records.len(), skipped: read.skipped, repair: read.repair };
+        let (ledger, anomalies) = read.replay();
+        let mut report = OpenReport {
+            files: read.files,
+            records: read.records.len(),
+            skipped: read.skipped,
+            anomalies,
+            repair: read.repair,
+        };
         report.files.push(path.clone());
+        // Reported once, by the caller (the CLI prints them, the daemon logs them).
         for s in &report.skipped {
-            warn!(file = %s.source, line = s.line, why = %s.why, "audit log: skipped a line that is not a record");
+            debug!(file = %s.source, line = s.line, why = %s.why, "audit log: skipped a line that is not a record");
         }
-        if let Some(repair) = &report.repair {
-            warn!(file = %path.display(), ?repair, "audit log: repaired a torn last line (a write was cut short)");
+        for a in &report.anomalies {
+            debug!(file = %a.source, line = a.line, id = %a.id, what = %a.what, "audit log: unexpected record");
         }
-
-        let ledger = replay(&read.records);
+        // The one thing opening changes in the file: logged here, where it is done.
+        match &report.repair {
+            Some(Repair::Truncated { line, bytes }) => {
+                warn!(file = %path.display(), line, bytes, "audit log: cut away a torn last line (a write was cut short)");
+            }
+            Some(Repair::Terminated { line }) => {
+                warn!(file = %path.display(), line, "audit log: added the newline a complete last record was missing");
+            }
+            None => {}
+        }
         for d in ledger.pending() {
-            warn!(
+            debug!(
                 file = %path.display(), id = %d.id, target = %d.target, action = %d.action,
                 "audit log: intent without outcome (interrupted while acting); reconcile it by checking the real state"
             );
@@ -206,8 +225,8 @@ impl AuditLog {
     /// done ([`Begin::AlreadyDone`]) or has an intent for it with no outcome
     /// ([`Begin::Pending`]), in which case nothing is written.
     pub fn begin(&mut self, decision: &Decision, at_ms: i64) -> Result<Begin> {
-        if let Some(outcome) = self.ledger.outcome(&decision.id)
-            && is_final(outcome)
+        if self.ledger.is_done(&decision.id)
+            && let Some(outcome) = self.ledger.outcome(&decision.id)
         {
             return Ok(Begin::AlreadyDone(outcome.clone()));
         }
@@ -224,8 +243,8 @@ impl AuditLog {
     /// without outcome (prefer [`AuditLog::begin`], which tells which).
     pub fn append_intent(&mut self, decision: &Decision, at_ms: i64) -> Result<()> {
         let id = &decision.id;
-        if let Some(outcome) = self.ledger.outcome(id)
-            && is_final(outcome)
+        if self.ledger.is_done(id)
+            && let Some(outcome) = self.ledger.outcome(id)
         {
             return Err(
                 self.refused(id, format!("it is already done ({outcome:?}); a decision is carried out at most once"))
@@ -272,7 +291,7 @@ impl AuditLog {
         if self.poisoned {
             return Err(Error::Poisoned { path: self.path.clone() });
         }
-        let line = record.to_line().map_err(|source| Error::Encode {
+        let line = record.to_line_written_at(Some(wall_clock_ms())).map_err(|source| Error::Encode {
             path: self.path.clone(),
             id: record.id().to_owned(),
             source,
@@ -341,20 +360,31 @@ impl AuditLog {
 /// at that moment shows up as a torn last line and is skipped). Returns the
 /// ledger of the current file and every rotated file found, and the lines
 /// that are not records. Fails if there is no log at `path` at all.
-pub fn read_ledger(path: impl AsRef<Path>) -> Result<(Ledger, Vec<Skipped>)> {
+pub fn read_ledger(path: impl AsRef<Path>) -> Result<(Ledger, OpenReport)> {
     let path = path.as_ref();
     let read = read_files(path)?;
     if read.current.is_none() && read.files.is_empty() {
         let source = io::Error::new(io::ErrorKind::NotFound, "no such file, and no rotated files beside it");
         return Err(Error::Io { path: path.to_path_buf(), what: "read the audit log", source });
     }
-    Ok((replay(&read.records), read.skipped))
+    let (ledger, anomalies) = read.replay();
+    let mut files = read.files;
+    if read.current.is_some() {
+        files.push(path.to_path_buf());
+    }
+    Ok((ledger, OpenReport { files, records: read.records.len(), skipped: read.skipped, anomalies, repair: None }))
+}
+
+/// This machine's clock, ms since the epoch: the `written_ms` of every record.
+fn wall_clock_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// What the files of a log hold.
 struct Read {
-    /// The records, oldest file first.
-    records: Vec<Record>,
+    /// The records with their file and line, oldest file first.
+    records: Vec<(String, usize, Record)>,
     skipped: Vec<Skipped>,
     /// The rotated files read, oldest first.
     files: Vec<PathBuf>,
@@ -364,6 +394,13 @@ struct Read {
     current_torn: bool,
     /// Filled in by `open`.
     repair: Option<Repair>,
+}
+
+impl Read {
+    /// The ledger of the records read, and what in them is unexpected.
+    fn replay(&self) -> (Ledger, Vec<Anomaly>) {
+        replay_lines(self.records.iter().map(|(source, line, r)| (source.as_str(), *line, r)))
+    }
 }
 
 /// Reads every rotated file (oldest, highest number, first), then the current one.
@@ -379,15 +416,17 @@ fn read_files(path: &Path) -> Result<Read> {
     for n in rotated_numbers(path)?.into_iter().rev() {
         let rotated = rotated_path(path, n);
         if let Some(bytes) = read_if_exists(&rotated)? {
-            let (mut r, s) = parse_log(&String::from_utf8_lossy(&bytes), &rotated.display().to_string());
-            read.records.append(&mut r);
+            let source = rotated.display().to_string();
+            let (r, s) = parse_log_lines(&String::from_utf8_lossy(&bytes), &source);
+            read.records.extend(r.into_iter().map(|(n, r)| (source.clone(), n, r)));
             read.skipped.extend(s);
             read.files.push(rotated);
         }
     }
     if let Some(bytes) = read_if_exists(path)? {
-        let (mut r, s) = parse_log(&String::from_utf8_lossy(&bytes), &path.display().to_string());
-        read.records.append(&mut r);
+        let source = path.display().to_string();
+        let (r, s) = parse_log_lines(&String::from_utf8_lossy(&bytes), &source);
+        read.records.extend(r.into_iter().map(|(n, r)| (source.clone(), n, r)));
         read.current_torn = s.iter().any(|s| s.torn);
         read.skipped.extend(s);
         read.current = Some(bytes);
@@ -556,8 +595,8 @@ mod tests {
         let (mut log, _) = AuditLog::open(&path, AuditOptions::default()).unwrap();
         let d = decision("api", 0);
         log.begin(&d, 1).unwrap();
-        let (ledger, skipped) = read_ledger(&path).unwrap();
-        assert_eq!((ledger.pending(), skipped.len()), (vec![&d], 0));
+        let (ledger, report) = read_ledger(&path).unwrap();
+        assert_eq!((ledger.pending(), report.skipped.len()), (vec![&d], 0));
     }
 
     #[test]

@@ -167,6 +167,23 @@ impl Decision {
         self.set_action(action);
         self
     }
+
+    /// This decision recorded as a dry run instead of carried out (an
+    /// enforced target acted on without `--enforce`): mode dry-run, the id
+    /// that goes with it, and the `mode` guardrail saying `why`. Its own id
+    /// keeps the rehearsal apart from the enforced decision in the audit log,
+    /// so recording it never makes the real action count as done.
+    pub fn as_dry_run(&self, why: &str) -> Decision {
+        let mut d = self.clone();
+        d.mode = Mode::DryRun;
+        d.id = decision_id(&d.target, &d.action, &d.risk, d.window_start_ms, d.mode);
+        let detail = format!("dry-run: {why}; recorded only (the enforced decision is {})", self.id);
+        match d.guardrails.iter_mut().find(|g| g.name == "mode") {
+            Some(g) => g.detail = detail,
+            None => d.guardrails.push(Guardrail { name: "mode".into(), verdict: Verdict::Passed, detail }),
+        }
+        d
+    }
 }
 
 /// The deterministic decision id: FNV-1a 64 of `target`, `action`, `risk`,
@@ -200,6 +217,19 @@ mod tests {
         }
         // Pinned: ids written to old audit logs must still match after a rebuild.
         assert_eq!(decision_id("t", &Action::Restart, "restart_loop", 0, Mode::DryRun), "e355218aa1bdfbd7");
+    }
+
+    #[test]
+    fn a_dry_run_twin_has_its_own_id_and_says_why() {
+        let d = Decision::new("cart", "k8s/shop/deployment/cart", Mode::Enforce, "saturation", 0, 0)
+            .with_action(Action::ScaleTo { replicas: 4 });
+        let twin = d.as_dry_run("--enforce not given");
+        assert_eq!(twin.mode, Mode::DryRun);
+        assert_eq!(twin.id, decision_id("cart", &Action::ScaleTo { replicas: 4 }, "saturation", 0, Mode::DryRun));
+        assert_ne!(twin.id, d.id);
+        let g = twin.guardrails.iter().find(|g| g.name == "mode").unwrap();
+        assert!(g.detail.contains("--enforce not given") && g.detail.contains(&d.id), "{}", g.detail);
+        assert_eq!(twin.as_dry_run("again").id, twin.id);
     }
 
     #[test]

@@ -31,6 +31,13 @@ impl std::str::FromStr for TimeUnit {
     }
 }
 
+/// Epoch numbers (with an explicit unit) must fall in 1990-01-01 ..
+/// 2200-01-01 UTC: a value outside is almost always the wrong unit (seconds
+/// read as milliseconds land in January 1970; milliseconds read as seconds
+/// land tens of thousands of years ahead), so it is refused with a hint
+/// rather than stored as a date nobody meant.
+pub const EPOCH_RANGE_MS: std::ops::Range<i64> = 631_152_000_000..7_258_118_400_000;
+
 /// Parses one timestamp into UTC epoch milliseconds.
 ///
 /// Accepted: RFC 3339 (`2024-01-01T00:00:00Z`, `2024-01-01T01:00:00+01:00`, fractions
@@ -66,10 +73,33 @@ pub fn parse_timestamp(value: &str, epoch: Option<TimeUnit>) -> Result<i64> {
         }),
         (_, false) => Err(Error::Timestamp { value: value.into(), hint: "" }),
     }?;
+    if let Some(unit) = epoch
+        && looks_numeric
+    {
+        check_epoch(ms, unit, value)?;
+    }
     if DateTime::<Utc>::from_timestamp_millis(ms).is_none() {
         return Err(Error::Timestamp { value: value.into(), hint: " (out of the representable range of dates)" });
     }
     Ok(ms)
+}
+
+/// Checks that an epoch number read with `unit` (now `ms` milliseconds) lies
+/// in [`EPOCH_RANGE_MS`]; the error names `value` and the unit it probably is.
+pub fn check_epoch(ms: i64, unit: TimeUnit, value: &str) -> Result<i64> {
+    if EPOCH_RANGE_MS.contains(&ms) {
+        return Ok(ms);
+    }
+    let hint = match unit {
+        TimeUnit::S if ms >= EPOCH_RANGE_MS.end => {
+            " (after the year 2200 as epoch seconds: is it milliseconds? use --time-unit ms)"
+        }
+        TimeUnit::Ms if (0..EPOCH_RANGE_MS.end / 1000).contains(&ms) => {
+            " (in January 1970 as epoch milliseconds: is it seconds? use --time-unit s)"
+        }
+        _ => " (epoch timestamps must lie between 1990 and 2200)",
+    };
+    Err(Error::Timestamp { value: value.into(), hint })
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC (`2024-01-01T00:00:00Z`, with
@@ -92,8 +122,14 @@ const UNITS: [(&str, u64); 7] = [
     ("ms", 1),
 ];
 
+/// The longest duration [`parse_duration`] accepts: 100 years. Longer ones are
+/// refused, never clamped: a guardrail such as a cooldown or the stale-data
+/// limit must mean what it says, and any timestamp plus this stays in range.
+pub const MAX_DURATION_MS: u64 = 100 * 365 * 86_400_000;
+
 /// Parses a Prometheus-style duration: one or more `<integer><unit>` with units
-/// `y w d h m s ms`, largest first (`90s`, `5m`, `1h30m`, `14d`). Zero is refused.
+/// `y w d h m s ms`, largest first (`90s`, `5m`, `1h30m`, `14d`). Zero is
+/// refused, and so is anything longer than [`MAX_DURATION_MS`] (100y).
 pub fn parse_duration(value: &str) -> Result<Duration> {
     let err = |why| Error::Duration { value: value.to_owned(), why };
     let mut rest = value.trim();
@@ -107,7 +143,7 @@ pub fn parse_duration(value: &str) -> Result<Duration> {
         if digits == 0 {
             return Err(err("expected a number before each unit"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+        let n: u64 = rest[..digits].parse().map_err(|_| err("too long: at most 100y"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
@@ -118,11 +154,17 @@ pub fn parse_duration(value: &str) -> Result<Duration> {
             return Err(err("units must go from largest to smallest, each once"));
         }
         last_rank = rank;
-        total = n.checked_mul(UNITS[rank].1).and_then(|v| total.checked_add(v)).ok_or_else(|| err("too long"))?;
+        total = n
+            .checked_mul(UNITS[rank].1)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| err("too long: at most 100y"))?;
         rest = &rest[unit_len..];
     }
     if total == 0 {
         return Err(err("it is zero"));
+    }
+    if total > MAX_DURATION_MS {
+        return Err(err("too long: at most 100y"));
     }
     Ok(Duration::from_millis(total))
 }
@@ -170,6 +212,19 @@ mod tests {
     }
 
     #[test]
+    fn epoch_numbers_in_the_wrong_unit_are_refused_with_the_right_one_named() {
+        // Milliseconds read as seconds: year 55969.
+        let err = parse_timestamp("1704067200000", Some(TimeUnit::S)).unwrap_err().to_string();
+        assert!(err.contains("use --time-unit ms"), "{err}");
+        // Seconds read as milliseconds: January 1970.
+        let err = parse_timestamp("1704067200", Some(TimeUnit::Ms)).unwrap_err().to_string();
+        assert!(err.contains("use --time-unit s"), "{err}");
+        let err = parse_timestamp("-5", Some(TimeUnit::S)).unwrap_err().to_string();
+        assert!(err.contains("between 1990 and 2200"), "{err}");
+        assert_eq!(parse_timestamp("7258118399", Some(TimeUnit::S)).unwrap(), 7_258_118_399_000);
+    }
+
+    #[test]
     fn bad_timestamps_name_the_value() {
         for bad in ["", "yesterday", "2024-13-01 00:00:00", "2024-01-01", "NaN", "inf", "9223372036854775807"] {
             let err = parse_timestamp(bad, Some(TimeUnit::S)).unwrap_err().to_string();
@@ -195,6 +250,13 @@ mod tests {
             let err = parse_duration(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
+        // Overflowing or absurd durations are errors, never clamped (they used to
+        // turn a cooldown into "never" and wrap to negative on the command line).
+        for bad in ["500000000y", "101y", "18446744073709551615ms", "100y1ms"] {
+            let err = parse_duration(bad).unwrap_err().to_string();
+            assert!(err.contains("too long: at most 100y"), "{bad}: {err}");
+        }
+        assert_eq!(parse_duration("100y").unwrap().as_millis() as u64, MAX_DURATION_MS);
         for ms in [1, 250, 60_000, 5_400_000, 1_209_600_000, 90_500] {
             assert_eq!(parse_duration(&format_duration(ms)).unwrap().as_millis() as i64, ms);
         }

@@ -6,6 +6,9 @@ pub enum Error {
     /// A detector or the policy refused its input.
     #[error(transparent)]
     Remediate(#[from] headroom_remediate::Error),
+    /// A signal stopped the work before it finished.
+    #[error("{0}")]
+    Interrupted(#[from] headroom_core::Interrupted),
     /// Forecasting failed for a reason other than one series' data.
     #[error(transparent)]
     Forecast(#[from] headroom_forecast::Error),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use headroom_core::{Action, Decision, Forecast, ResampledSeries, SeriesData, SeriesKey};
+use headroom_core::{Action, Decision, Forecast, Interrupt, ResampledSeries, SeriesData, SeriesKey};
 use headroom_remediate::PastAction;
 use headroom_remediate::config::{Config, Target};
 use headroom_remediate::state::Outcome;
@@ -114,6 +114,9 @@ pub struct ReplayInput<'a> {
     /// How far ahead a scale-out may be and still count as made for an event (and
     /// the longest lead counted).
     pub horizon_ms: i64,
+    /// Checked at every decide step: once raised, the replay stops with
+    /// [`Error::Interrupted`](crate::Error::Interrupted).
+    pub interrupt: &'a Interrupt,
 }
 
 /// The name of the reactive baseline policy.
@@ -213,6 +216,7 @@ fn replay_target(
     let mut run = Run { steps: vec![Step { at_ms: start_ms, replicas: r0 }], decisions: Vec::new() };
     let mut now = start_ms;
     while now < end_ms {
+        input.interrupt.check()?;
         let world = World { grid: std::slice::from_ref(s), raw: &raw, limits: input.world.limits, replicas: &replicas };
         let out = decide(&world, book, &cfg, &history, now)?;
         let d = out.plan.decisions.into_iter().next().expect("one decision per target");
@@ -433,6 +437,7 @@ mod tests {
             start_ms: &start,
             every_ms: 3_600_000,
             horizon_ms: 2 * DAY,
+            interrupt: &Interrupt::default(),
         };
         let report = replay(&input, &|_, _| {}).unwrap();
         let [reactive, predictive] = &report.policies[..] else { panic!("{:?}", report.policies) };

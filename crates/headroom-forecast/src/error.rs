@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A signal stopped the work before it finished (nothing partial is returned).
+    #[error("{0}")]
+    Interrupted(#[from] headroom_core::Interrupted),
+
     /// A data-model rule was broken.
     #[error(transparent)]
     Core(#[from] headroom_core::Error),

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use headroom_core::{Forecast, Limits, ResampledSeries, SeriesKey, format_ts};
+use headroom_core::{Forecast, Interrupt, Limits, ResampledSeries, SeriesKey, format_ts};
 use serde::Serialize;
 
 use crate::auto::{Scored, choose, selection_origin};
@@ -111,7 +111,13 @@ pub fn group_of(key: &SeriesKey) -> &str {
 
 /// Runs `models` over `series` with `protocol` (see the module docs), and
 /// `auto` over them when asked. `series` must be on the protocol's step,
-/// without missing bins. `progress` hears of each model as it runs.
+/// without missing bins. `progress` hears of each model as it runs; a raised
+/// `interrupt` stops the run between rounds of forecasts with
+/// [`Error::Interrupted`].
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a separate input of the protocol; a struct would only rename them"
+)]
 pub fn evaluate(
     series: &[ResampledSeries],
     limits: &Limits,
@@ -120,6 +126,7 @@ pub fn evaluate(
     protocol: &Protocol,
     auto: bool,
     progress: &mut dyn FnMut(Progress<'_>),
+    interrupt: &Interrupt,
 ) -> Result<Evaluation> {
     for s in series {
         if s.grid.step_ms != protocol.step_ms {
@@ -174,7 +181,7 @@ pub fn evaluate(
     let mut selection_fallbacks = Vec::new();
     for (index, model) in models.iter().enumerate() {
         progress(Progress::Started { model: model.name(), index, of: models.len(), pairs: only.len() });
-        let (forecasts, used) = forecast_with_fallback(*model, fallbacks, &only, horizon)?;
+        let (forecasts, used) = forecast_until(*model, fallbacks, &only, horizon, interrupt)?;
         if forecasts.len() != only.len() {
             return Err(Error::Invalid(format!(
                 "{} returned {} forecasts for {} histories",
@@ -191,7 +198,7 @@ pub fn evaluate(
         record(&mut out, series, model.name(), &per_series);
         out.forecasts.extend(forecasts);
         if auto {
-            let (picks, used) = forecast_with_fallback(*model, fallbacks, &selection_only, horizon)?;
+            let (picks, used) = forecast_until(*model, fallbacks, &selection_only, horizon, interrupt)?;
             selection_fallbacks.extend(used);
             let mut track: Vec<Vec<Scored>> = vec![Vec::new(); series.len()];
             for ((i, h), f) in selection.iter().zip(&picks) {
@@ -267,7 +274,43 @@ pub fn forecast_with_fallback(
     histories: &[History<'_>],
     horizon: usize,
 ) -> Result<(Vec<Forecast>, Vec<Fallback>)> {
+    forecast_until(model, chain, histories, horizon, &Interrupt::default())
+}
+
+/// Histories forecast per thread in one round of [`forecast_until`]: a signal
+/// is answered within one round (seconds), and a batching model still gets
+/// large batches.
+pub const ROUND_PER_THREAD: usize = 4096;
+
+/// [`forecast_with_fallback`] in rounds of at most [`ROUND_PER_THREAD`]
+/// histories per thread, checking `interrupt` before each round.
+pub fn forecast_until(
+    model: &dyn Forecaster,
+    chain: &[&dyn Forecaster],
+    histories: &[History<'_>],
+    horizon: usize,
+    interrupt: &Interrupt,
+) -> Result<(Vec<Forecast>, Vec<Fallback>)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = Vec::with_capacity(histories.len());
+    let mut fallbacks = Vec::new();
+    for round in histories.chunks(threads * ROUND_PER_THREAD) {
+        interrupt.check()?;
+        let (mut f, mut fb) = forecast_round(model, chain, round, horizon, threads)?;
+        out.append(&mut f);
+        fallbacks.append(&mut fb);
+    }
+    Ok((out, fallbacks))
+}
+
+/// One round: one batch per thread; pair by pair if a batch fails.
+fn forecast_round(
+    model: &dyn Forecaster,
+    chain: &[&dyn Forecaster],
+    histories: &[History<'_>],
+    horizon: usize,
+    threads: usize,
+) -> Result<(Vec<Forecast>, Vec<Fallback>)> {
     let chunk = histories.len().div_ceil(threads).max(1);
     let batches: Vec<Result<Vec<Forecast>>> = std::thread::scope(|s| {
         let running: Vec<_> =
@@ -370,7 +413,7 @@ mod tests {
         let mut limits = Limits::new();
         limits.insert(s[1].key.clone(), Limit::threshold(40.0));
         let last = Last { need: 0 };
-        let e = evaluate(&s, &limits, &[&last], &[&last], &p, false, &mut |_| {}).unwrap();
+        let e = evaluate(&s, &limits, &[&last], &[&last], &p, false, &mut |_| {}, &Interrupt::default()).unwrap();
         assert_eq!(e.forecasts.len(), 12); // 6 origins each
         assert!(e.forecasts.iter().all(|f| f.q.len() == 192));
         assert_eq!(e.forecasts[0].origin_ms, 672 * 900_000);
@@ -404,6 +447,19 @@ mod tests {
     }
 
     #[test]
+    fn a_raised_interrupt_stops_the_run_with_nothing_returned() {
+        let v: Vec<f64> = (0..1344).map(|i| (i % 96) as f64).collect();
+        let s = vec![series("nab/a", v)];
+        let five = Const { name: "five", value: 5.0 };
+        let stop = Interrupt::new();
+        stop.raise(2);
+        let e = evaluate(&s, &Limits::new(), &[&five], &[&five], &Protocol::reference(), false, &mut |_| {}, &stop)
+            .unwrap_err();
+        assert!(matches!(e, Error::Interrupted(headroom_core::Interrupted { signal: 2 })), "{e}");
+        assert_eq!(e.to_string(), "interrupted by SIGINT: stopped before finishing");
+    }
+
+    #[test]
     fn auto_uses_only_forecasts_that_ended_before_the_origin() {
         let p = Protocol::reference();
         // 14 days (origins 672, 768, …, 1152), 5 until bin 1000, then 50.
@@ -411,11 +467,20 @@ mod tests {
         let s = vec![series("nab/a", v)];
         let (five, fifty) = (Const { name: "five", value: 5.0 }, Const { name: "fifty", value: 50.0 });
         let mut heard = Vec::new();
-        let e = evaluate(&s, &Limits::new(), &[&fifty, &five], &[&five], &p, true, &mut |p| {
-            if let Progress::Started { model, index, of, pairs } = p {
-                heard.push(format!("{model} {index}/{of} {pairs}"));
-            }
-        })
+        let e = evaluate(
+            &s,
+            &Limits::new(),
+            &[&fifty, &five],
+            &[&five],
+            &p,
+            true,
+            &mut |p| {
+                if let Progress::Started { model, index, of, pairs } = p {
+                    heard.push(format!("{model} {index}/{of} {pairs}"));
+                }
+            },
+            &Interrupt::default(),
+        )
         .unwrap();
         assert_eq!(heard, ["fifty 0/2 6", "five 1/2 6"]);
         // From 1056 on, fifty is exact; but every forecast that had *ended* by
@@ -441,7 +506,8 @@ mod tests {
         let v: Vec<f64> = (0..1344).map(|i| if i < 500 { 5.0 } else { 50.0 }).collect();
         let s = vec![series("nab/a", v)];
         let (five, fifty) = (Const { name: "five", value: 5.0 }, Const { name: "fifty", value: 50.0 });
-        let e = evaluate(&s, &Limits::new(), &[&five, &fifty], &[&five], &p, true, &mut |_| {}).unwrap();
+        let e = evaluate(&s, &Limits::new(), &[&five, &fifty], &[&five], &p, true, &mut |_| {}, &Interrupt::default())
+            .unwrap();
         assert_eq!(e.auto.unwrap().choices, [0, 6]);
         assert_eq!(e.scores[2].mean_mae, 0.0);
     }
@@ -450,7 +516,17 @@ mod tests {
     fn auto_needs_another_model() {
         let last = Last { need: 0 };
         let s = vec![series("nab/a", vec![1.0; 1344])];
-        let e = evaluate(&s, &Limits::new(), &[], &[&last], &Protocol::reference(), true, &mut |_| {}).unwrap_err();
+        let e = evaluate(
+            &s,
+            &Limits::new(),
+            &[],
+            &[&last],
+            &Protocol::reference(),
+            true,
+            &mut |_| {},
+            &Interrupt::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("auto chooses among other models"), "{e}");
     }
 
@@ -460,7 +536,9 @@ mod tests {
         let s = vec![series("dc/x", vec![1.0; 748])]; // origins at 364, 460, 556
         let picky = Last { need: 400 };
         let last = Last { need: 0 };
-        let e = evaluate(&s, &Limits::new(), &[&picky], &[&picky, &last], &p, false, &mut |_| {}).unwrap();
+        let e =
+            evaluate(&s, &Limits::new(), &[&picky], &[&picky, &last], &p, false, &mut |_| {}, &Interrupt::default())
+                .unwrap();
         assert_eq!(e.forecasts.len(), 3);
         assert!(e.forecasts.iter().all(|f| f.model == "picky"));
         assert_eq!(e.fallbacks.len(), 1);
@@ -473,8 +551,17 @@ mod tests {
         let mut s = series("nab/a", vec![1.0; 10]);
         s.grid = Grid::new(300_000, 0, 3_000_000).unwrap();
         let last = Last { need: 0 };
-        let e =
-            evaluate(&[s], &Limits::new(), &[&last], &[&last], &Protocol::reference(), false, &mut |_| {}).unwrap_err();
+        let e = evaluate(
+            &[s],
+            &Limits::new(),
+            &[&last],
+            &[&last],
+            &Protocol::reference(),
+            false,
+            &mut |_| {},
+            &Interrupt::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("grid step 300000 ms"), "{e}");
     }
 }

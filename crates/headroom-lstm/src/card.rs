@@ -117,6 +117,9 @@ pub struct Expectation {
     pub feature_set: Option<String>,
     /// Card layout version.
     pub format_version: u32,
+    /// The quantiles the caller serves as p10, p50 and p90: a model trained
+    /// for others (say 0.2/0.5/0.8) is refused, never served under those names.
+    pub quantiles: [f64; 3],
 }
 
 impl Expectation {
@@ -128,6 +131,7 @@ impl Expectation {
             horizon: cfg.horizon,
             feature_set: Some(cfg.feature_set()),
             format_version: FORMAT_VERSION,
+            quantiles: [0.1, 0.5, 0.9],
         }
     }
 }
@@ -157,10 +161,29 @@ impl LstmModel {
     pub fn load(dir: &Path, expected: &Expectation) -> Result<Self> {
         let path: PathBuf = dir.join(CARD);
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let card = ModelCard::parse(&text, &path, expected)?;
+        let mut model = LstmModel::init(card.config.clone())?;
+        let weights = dir.join(WEIGHTS);
+        model
+            .varmap
+            .load(&weights)
+            .map_err(|e| Error::Io { path: weights.clone(), source: std::io::Error::other(e.to_string()) })?;
+        model.calibration = card.calibration;
+        model.card = card;
+        Ok(model)
+    }
+}
+
+impl ModelCard {
+    /// Parses card JSON `text` and checks it against `expected`, naming the
+    /// first field that differs, and its configuration's ranges: everything
+    /// [`LstmModel::load`] checks before it builds the network. `path` is
+    /// used in messages only.
+    pub fn parse(text: &str, path: &Path, expected: &Expectation) -> Result<Self> {
         let card: ModelCard =
-            serde_json::from_str(&text).map_err(|source| Error::Card { path: path.clone(), source })?;
+            serde_json::from_str(text).map_err(|source| Error::Card { path: path.to_path_buf(), source })?;
         let mismatch = |field: &'static str, card: String, expected: String| {
-            Err(Error::Mismatch { path: path.clone(), field, card, expected })
+            Err(Error::Mismatch { path: path.to_path_buf(), field, card, expected })
         };
         if card.format_version != expected.format_version {
             return mismatch("format_version", card.format_version.to_string(), expected.format_version.to_string());
@@ -176,17 +199,32 @@ impl LstmModel {
         {
             return mismatch("feature_set", format!("{:?}", card.feature_set), format!("{f:?}"));
         }
-        if card.feature_set != card.config.feature_set() || card.horizon != card.config.horizon {
-            return mismatch("config", format!("{:?}", card.config.feature_set()), format!("{:?}", card.feature_set));
+        if card.quantiles != expected.quantiles {
+            return mismatch("quantiles", format!("{:?}", card.quantiles), format!("{:?}", expected.quantiles));
         }
-        let mut model = LstmModel::init(card.config.clone())?;
-        let weights = dir.join(WEIGHTS);
-        model
-            .varmap
-            .load(&weights)
-            .map_err(|e| Error::Io { path: weights.clone(), source: std::io::Error::other(e.to_string()) })?;
-        model.calibration = card.calibration;
-        model.card = card;
-        Ok(model)
+        // The card's summary fields must say what its config builds.
+        if card.config.quantiles != card.quantiles {
+            return mismatch(
+                "config.quantiles",
+                format!("{:?}", card.config.quantiles),
+                format!("{:?} (its `quantiles`)", card.quantiles),
+            );
+        }
+        if card.config.feature_set() != card.feature_set {
+            return mismatch(
+                "config",
+                format!("{:?}", card.config.feature_set()),
+                format!("{:?} (its `feature_set`)", card.feature_set),
+            );
+        }
+        if card.config.horizon != card.horizon {
+            return mismatch(
+                "config.horizon",
+                card.config.horizon.to_string(),
+                format!("{} (its `horizon`)", card.horizon),
+            );
+        }
+        card.config.validate()?;
+        Ok(card)
     }
 }

@@ -17,6 +17,12 @@ pub enum Base {
     SeasonalMean,
 }
 
+/// The widest `hidden` / `head_hidden` accepted.
+pub const MAX_WIDTH: usize = 4096;
+
+/// The most weights a network may have (about 400 MB of f32).
+pub const MAX_PARAMETERS: usize = 100_000_000;
+
 /// Hyper-parameters and feature set of the global LSTM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,6 +259,17 @@ impl LstmConfig {
     }
 
     /// Checks ranges once, naming the offending field.
+    /// About how many weights the network has (LSTM layers and the head), to
+    /// refuse a configuration too large to allocate before trying.
+    pub fn parameter_estimate(&self) -> usize {
+        let (h, hh) = (self.hidden as u128, self.head_hidden as u128);
+        let input = self.step_features() as u128;
+        let seasonal = self.context_features() as u128;
+        let lstm = 4 * h * (input + h + 2) + (self.layers.saturating_sub(1) as u128) * 4 * h * (2 * h + 2);
+        let head = (h + seasonal + 1) * hh + (hh + 1) * (self.horizon as u128 * 4);
+        usize::try_from(lstm + head).unwrap_or(usize::MAX)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &'static str, value: String, why: &str| Err(Error::Config { field, value, why: why.into() });
         if self.step_ms <= 0 || 86_400_000 % self.step_ms != 0 {
@@ -280,6 +297,26 @@ impl LstmConfig {
         if self.lr.is_nan() || self.lr <= 0.0 {
             return bad("lr", self.lr.to_string(), "must be positive");
         }
+        // Sizes are bounded before anything is allocated: an absurd value is
+        // an error naming the field, not an allocation failure that aborts.
+        let at_most = |field: &'static str, value: usize, max: usize, what: &str| {
+            if value > max { bad(field, value.to_string(), &format!("must be at most {max} ({what})")) } else { Ok(()) }
+        };
+        at_most("window", self.window, 28 * day, "four weeks of bins")?;
+        at_most("horizon", self.horizon, 14 * day, "two weeks of bins")?;
+        at_most("hidden", self.hidden, MAX_WIDTH, "LSTM width")?;
+        at_most("head_hidden", self.head_hidden, MAX_WIDTH, "head width")?;
+        at_most("layers", self.layers, 8, "stacked LSTM layers")?;
+        at_most("batch", self.batch, 4096, "windows per training step")?;
+        at_most("max_steps", self.max_steps, 10_000_000, "training steps")?;
+        let weights = self.parameter_estimate();
+        if weights > MAX_PARAMETERS {
+            return bad(
+                "hidden",
+                self.hidden.to_string(),
+                &format!("the network would have about {weights} weights, more than {MAX_PARAMETERS}"),
+            );
+        }
         if !(0.0..=1.0).contains(&self.shift_prob) {
             return bad("shift_prob", self.shift_prob.to_string(), "must be in [0, 1]");
         }
@@ -293,5 +330,29 @@ impl LstmConfig {
             return bad("peak_quantile", self.peak_quantile.to_string(), "must be inside (0, 1)");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_sizes_are_refused_before_anything_is_allocated() {
+        assert!(LstmConfig::default().validate().is_ok());
+        let cases: [(&str, LstmConfig); 5] = [
+            ("hidden", LstmConfig { hidden: 1 << 40, ..Default::default() }),
+            ("window", LstmConfig { window: 16 * 100_000, ..Default::default() }),
+            ("horizon", LstmConfig { horizon: 1 << 30, ..Default::default() }),
+            ("batch", LstmConfig { batch: usize::MAX, ..Default::default() }),
+            // Each width allowed on its own, but together too many weights.
+            ("hidden", LstmConfig { hidden: 4096, layers: 8, head_hidden: 4096, ..Default::default() }),
+        ];
+        for (field, cfg) in cases {
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains("at most") || err.contains("weights"), "{field}: {err}");
+        }
+        let default = LstmConfig::default();
+        assert!(default.parameter_estimate() < 1_000_000, "{}", default.parameter_estimate());
     }
 }

@@ -13,6 +13,10 @@ pub enum Error {
     #[error(transparent)]
     Forecast(#[from] headroom_forecast::Error),
 
+    /// A signal stopped the work before it finished.
+    #[error("{0}")]
+    Interrupted(#[from] headroom_core::Interrupted),
+
     /// A configuration value is out of range.
     #[error("lstm config: {field} = {value}: {why}")]
     Config {

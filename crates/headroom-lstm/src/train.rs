@@ -72,6 +72,9 @@ pub struct TrainOptions {
     pub command: String,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Checked before every step: once raised, training stops with
+    /// [`Error::Interrupted`](crate::Error::Interrupted) and nothing is returned.
+    pub interrupt: headroom_core::Interrupt,
 }
 
 /// What training did.
@@ -246,6 +249,7 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
     let (mut bad_evals, mut stopped_early, mut steps) = (0, false, 0);
     let mut ema = f64::NAN;
     for step in 1..=cfg.max_steps {
+        opts.interrupt.check()?;
         let lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / cfg.max_steps as f64).cos()));
         opt.set_learning_rate(lr);
         let mut batch = Vec::with_capacity(cfg.batch);

@@ -70,7 +70,7 @@ fn devset() {
             std::env::var("LSTM_CFG").unwrap_or_default()
         )
     });
-    let opts = TrainOptions { cut: Some(proto), command, progress: true };
+    let opts = TrainOptions { cut: Some(proto), command, progress: true, interrupt: Default::default() };
     let (model, report) = train(&hists, &cfg, &opts).unwrap();
     println!(
         "trained: {:.1} s, {} steps (best {}), val loss {:.4}, train/val samples {}/{}, calibration {:?}, val coverage {:?}",

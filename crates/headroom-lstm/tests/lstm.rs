@@ -129,7 +129,12 @@ fn tiny() -> LstmConfig {
 }
 
 fn opts() -> TrainOptions {
-    TrainOptions { cut: None, command: "cargo test --workspace --test lstm".into(), progress: false }
+    TrainOptions {
+        cut: None,
+        command: "cargo test --workspace --test lstm".into(),
+        progress: false,
+        interrupt: Default::default(),
+    }
 }
 
 fn trained() -> (LstmModel, Vec<SeriesKey>, Vec<Vec<f64>>) {
@@ -169,6 +174,7 @@ fn model_files_round_trip_bit_for_bit_and_refuse_mismatches() {
         horizon: DAY,
         feature_set: Some(tiny().feature_set()),
         format_version: FORMAT_VERSION,
+        quantiles: [0.1, 0.5, 0.9],
     };
     let loaded = LstmModel::load(dir.path(), &expect).unwrap();
     let h = histories(&keys, &values, 11 * DAY);
@@ -198,7 +204,21 @@ fn model_files_round_trip_bit_for_bit_and_refuse_mismatches() {
         "patch16",
         "patch4",
     );
-    refuse(Expectation { format_version: 99, ..expect }, "format_version", &FORMAT_VERSION.to_string(), "99");
+    refuse(
+        Expectation { quantiles: [0.2, 0.5, 0.8], ..expect.clone() },
+        "quantiles",
+        "[0.1, 0.5, 0.9]",
+        "[0.2, 0.5, 0.8]",
+    );
+    refuse(Expectation { format_version: 99, ..expect.clone() }, "format_version", &FORMAT_VERSION.to_string(), "99");
+
+    // A card whose config disagrees with its own summary: both values named, and different.
+    let text = std::fs::read_to_string(dir.path().join(CARD)).unwrap();
+    let mut card: serde_json::Value = serde_json::from_str(&text).unwrap();
+    card["config"]["horizon"] = 48.into();
+    std::fs::write(dir.path().join(CARD), card.to_string()).unwrap();
+    let msg = LstmModel::load(dir.path(), &expect).unwrap_err().to_string();
+    assert!(msg.contains("`config.horizon` is 48 but 96 (its `horizon`) is expected"), "{msg}");
 }
 
 #[test]

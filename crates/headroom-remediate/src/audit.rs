@@ -9,11 +9,15 @@
 //!
 //! The log is JSON Lines, UTF-8, one record per line, appended and never
 //! rewritten. Every record has the format version `v` (currently 1), its
-//! `kind`, and `at_ms`, the time it was written (ms since the epoch):
+//! `kind`, `at_ms`, the cycle's `now` it belongs to (the planning time: the
+//! simulated clock in a replay, the data's newest sample for `--now end`), and
+//! `written_ms`, this machine's wall-clock time when the line was written
+//! (both ms since the epoch; `written_ms` is absent from lines written before
+//! it existed):
 //!
 //! ```text
-//! {"v":1,"kind":"intent","at_ms":1700000000000,"decision":{"id":"571d7bc05f1b5525","target":"cart",…}}
-//! {"v":1,"kind":"outcome","at_ms":1700000002000,"id":"571d7bc05f1b5525","target":"cart","outcome":{"status":"succeeded"}}
+//! {"v":1,"written_ms":1700000000350,"kind":"intent","at_ms":1700000000000,"decision":{"id":"571d7bc05f1b5525","target":"cart","mode":"enforce",…}}
+//! {"v":1,"written_ms":1700000002100,"kind":"outcome","at_ms":1700000000000,"id":"571d7bc05f1b5525","target":"cart","outcome":{"status":"succeeded"}}
 //! ```
 //!
 //! * An **intent** holds the whole [`Decision`] and is written (and synced to
@@ -35,20 +39,32 @@
 //! crash in the middle of a write leaves behind; it is reported as *torn*.
 //! [`replay`] folds the records, oldest first, into a [`Ledger`]:
 //!
-//! * A decision id is **done** once an outcome `succeeded`, `dry_run` or
-//!   `verification_failed` is recorded for it: it is never carried out again,
-//!   and later records cannot undo that (a later `failed`, or a stray intent,
-//!   is ignored). A later `verification_failed` refines `succeeded`.
+//! * A decision id is **done** once an outcome `succeeded` or
+//!   `verification_failed` is recorded for it, or `dry_run` for a decision
+//!   whose mode is dry-run: it is never carried out again, and later records
+//!   cannot undo that (a later `failed`, or a stray intent, is ignored and
+//!   reported). A later `verification_failed` refines `succeeded`.
+//! * **A dry run never blocks the real action.** The mode is part of the
+//!   decision id, and a decision made for an enforced target but only
+//!   recorded (`act` without `--enforce`) is written as its dry-run twin
+//!   (`Decision::as_dry_run`: mode dry-run, its own id). A `dry_run` outcome
+//!   under an *enforced* id (written by headroom before this rule) is read as
+//!   "not carried out": the enforced action stays possible, as after `failed`.
 //! * A **failed** action is not done: a later cycle may try the same id
 //!   again, writing a new intent (a new attempt; see [`Ledger::attempts`]).
 //! * Records repeated for the same id (an outcome written again by a
 //!   reconciliation, an intent repeated) never duplicate history: there is
 //!   one [`PastAction`] per decision id.
+//! * What a well-behaved writer never writes is reported as an [`Anomaly`]
+//!   with its file and line ([`replay_lines`]): an outcome that contradicts
+//!   the one already recorded, an outcome with no intent in the files read,
+//!   and an intent repeated after its outcome (or before it, for the same
+//!   attempt). The ledger keeps the first word in each case.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use headroom_core::Decision;
+use headroom_core::{Decision, Mode};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Outcome, PastAction};
@@ -81,10 +97,13 @@ pub enum Record {
     },
 }
 
-/// The record with its version, as written: `v` comes first on the line.
+/// The record with its version and wall-clock write time, as written: `v`
+/// comes first on the line.
 #[derive(Serialize)]
 struct LineOut<'a> {
     v: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_ms: Option<i64>,
     #[serde(flatten)]
     record: &'a Record,
 }
@@ -117,7 +136,14 @@ impl Record {
     /// evidence, which JSON writes as `null`): a record that cannot be read
     /// back must not be written, or the action it guards could be repeated.
     pub fn to_line(&self) -> serde_json::Result<String> {
-        let mut line = serde_json::to_string(&LineOut { v: VERSION, record: self })?;
+        self.to_line_written_at(None)
+    }
+
+    /// [`Record::to_line`], with `written_ms`: the wall-clock time of writing
+    /// (the writer passes this machine's clock; the record's `at_ms` is the
+    /// cycle's planning time, which may be simulated or the data's end).
+    pub fn to_line_written_at(&self, written_ms: Option<i64>) -> serde_json::Result<String> {
+        let mut line = serde_json::to_string(&LineOut { v: VERSION, written_ms, record: self })?;
         serde_json::from_str::<LineIn>(&line)?;
         line.push('\n');
         Ok(line)
@@ -165,6 +191,12 @@ impl fmt::Display for Skipped {
 /// entries. Blank lines are ignored; every other line that is not a record
 /// is skipped and reported, never fatal.
 pub fn parse_log(text: &str, source: &str) -> (Vec<Record>, Vec<Skipped>) {
+    let (records, skipped) = parse_log_lines(text, source);
+    (records.into_iter().map(|(_, r)| r).collect(), skipped)
+}
+
+/// [`parse_log`], each record with its 1-based line number.
+pub fn parse_log_lines(text: &str, source: &str) -> (Vec<(usize, Record)>, Vec<Skipped>) {
     let mut records = Vec::new();
     let mut skipped = Vec::new();
     let terminated = text.is_empty() || text.ends_with('\n');
@@ -174,7 +206,7 @@ pub fn parse_log(text: &str, source: &str) -> (Vec<Record>, Vec<Skipped>) {
             continue;
         }
         match Record::from_line(line) {
-            Ok(record) => records.push(record),
+            Ok(record) => records.push((i + 1, record)),
             Err(why) => {
                 let torn = !terminated && i + 1 == lines.len();
                 let why = if torn {
@@ -189,9 +221,35 @@ pub fn parse_log(text: &str, source: &str) -> (Vec<Record>, Vec<Skipped>) {
     (records, skipped)
 }
 
-/// Whether an outcome means the decision must never be carried out again.
-pub fn is_final(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Succeeded | Outcome::DryRun | Outcome::VerificationFailed { .. })
+/// Whether an outcome, recorded for a decision of `mode`, means the decision
+/// must never be carried out again. `dry_run` is final only for a dry-run
+/// decision: recorded under an enforced id, it did not carry anything out.
+pub fn is_final(outcome: &Outcome, mode: Mode) -> bool {
+    match outcome {
+        Outcome::Succeeded | Outcome::VerificationFailed { .. } => true,
+        Outcome::DryRun => mode == Mode::DryRun,
+        Outcome::Pending | Outcome::Failed { .. } => false,
+    }
+}
+
+/// A record that a well-behaved writer would not have written, where it is.
+/// The ledger keeps the first word; this says what was ignored and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// The file (or other source) it came from.
+    pub source: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// The decision id the record is about.
+    pub id: String,
+    /// What is wrong with it.
+    pub what: String,
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: decision {}: {}", self.source, self.line, self.id, self.what)
+    }
 }
 
 /// What one decision id has come to.
@@ -209,6 +267,15 @@ impl Default for Entry {
     /// Nothing read yet: no intent, no attempt, no outcome.
     fn default() -> Self {
         Self { intent: None, attempts: 0, outcome: Outcome::Pending }
+    }
+}
+
+impl Entry {
+    /// Done: never to be carried out again. An outcome whose intent is not
+    /// known (rotated away) is judged as for a dry-run decision: `dry_run`
+    /// then means the id was a dry run's.
+    fn done(&self) -> bool {
+        is_final(&self.outcome, self.intent.as_ref().map_or(Mode::DryRun, |d| d.mode))
     }
 }
 
@@ -230,41 +297,79 @@ pub fn replay(records: &[Record]) -> Ledger {
     ledger
 }
 
+/// [`replay`] of records with their file and line, reporting every
+/// [`Anomaly`] where it is. `records` is `(source, line, record)`, oldest first.
+pub fn replay_lines<'a>(records: impl IntoIterator<Item = (&'a str, usize, &'a Record)>) -> (Ledger, Vec<Anomaly>) {
+    let mut ledger = Ledger::default();
+    let mut anomalies = Vec::new();
+    for (source, line, record) in records {
+        if let Some(what) = ledger.apply(record) {
+            anomalies.push(Anomaly { source: source.to_owned(), line, id: record.id().to_owned(), what });
+        }
+    }
+    (ledger, anomalies)
+}
+
 impl Ledger {
     /// Adds one record, read or just written. Rules in the [module docs](self).
-    pub fn apply(&mut self, record: &Record) {
+    /// Returns what is wrong with the record, if a well-behaved writer would
+    /// not have written it (the ledger then keeps the first word).
+    pub fn apply(&mut self, record: &Record) -> Option<String> {
         match record {
             Record::Intent { decision, .. } => {
                 let entry = self.entries.entry(decision.id.clone()).or_default();
-                if is_final(&entry.outcome) {
+                if entry.done() {
                     // Done is done: a stray intent does not reopen it. (An
                     // outcome read before its intent only gains the intent.)
                     if entry.intent.is_none() {
                         entry.attempts += 1;
                         entry.intent = Some(decision.clone());
                         self.order.push(decision.id.clone());
+                        return None;
                     }
-                    return;
+                    return Some(format!("intent repeated after its outcome ({:?}): ignored", entry.outcome));
                 }
                 if entry.intent.is_some() && entry.outcome == Outcome::Pending {
                     // The same attempt written twice: not a new attempt.
                     entry.intent = Some(decision.clone());
-                    return;
+                    return Some("intent repeated with no outcome between: read as the same attempt".into());
                 }
                 entry.attempts += 1;
                 entry.outcome = Outcome::Pending;
                 entry.intent = Some(decision.clone());
                 self.order.retain(|id| id != &decision.id);
                 self.order.push(decision.id.clone());
+                None
             }
             Record::Outcome { id, outcome, .. } => {
                 if *outcome == Outcome::Pending {
-                    return;
+                    return Some("an outcome record says `pending`: ignored".into());
                 }
                 let entry = self.entries.entry(id.clone()).or_default();
-                if !is_final(&entry.outcome) || is_final(outcome) {
+                let orphan = entry.intent.is_none() && entry.outcome == Outcome::Pending;
+                let previous = entry.outcome.clone();
+                let mut anomaly = None;
+                if entry.done() {
+                    let refines =
+                        previous == Outcome::Succeeded && matches!(outcome, Outcome::VerificationFailed { .. });
+                    if refines {
+                        entry.outcome = outcome.clone();
+                    } else if *outcome != previous {
+                        anomaly =
+                            Some(format!("outcome {outcome:?} contradicts {previous:?} recorded before: ignored"));
+                    }
+                } else {
+                    if previous != Outcome::Pending && *outcome != previous {
+                        anomaly = Some(format!(
+                            "outcome {outcome:?} follows {previous:?} with no new intent between: the later is kept"
+                        ));
+                    }
                     entry.outcome = outcome.clone();
                 }
+                if orphan {
+                    anomaly = Some("outcome with no intent in the files read (or its intent was rotated away)".into());
+                }
+                anomaly
             }
         }
     }
@@ -311,11 +416,11 @@ impl Ledger {
         self.entries.get(id).map(|e| &e.outcome)
     }
 
-    /// Whether `id` is done (succeeded, dry-run or verification failed): it
-    /// must never be carried out again. True even if only the outcome
-    /// survived rotation.
+    /// Whether `id` is done (succeeded, verification failed, or dry-run for a
+    /// dry-run decision): it must never be carried out again. True even if
+    /// only the outcome survived rotation.
     pub fn is_done(&self, id: &str) -> bool {
-        self.outcome(id).is_some_and(is_final)
+        self.entries.get(id).is_some_and(Entry::done)
     }
 
     /// How many attempts (intents) were read for `id`: more than one means it
@@ -333,7 +438,7 @@ impl Ledger {
             return Err("an outcome record cannot be `pending`".into());
         }
         // An id known only from a final outcome (its intent rotated away) may still be refined.
-        let Some(entry) = self.entries.get(id).filter(|e| e.intent.is_some() || is_final(&e.outcome)) else {
+        let Some(entry) = self.entries.get(id).filter(|e| e.intent.is_some() || e.done()) else {
             return Err("no intent is recorded for this id: write the intent first".into());
         };
         if let Some(d) = &entry.intent
@@ -341,12 +446,20 @@ impl Ledger {
         {
             return Err(format!("the intent is for target {:?}, not {target:?}", d.target));
         }
-        let refines = matches!(outcome, Outcome::VerificationFailed { .. });
-        if is_final(&entry.outcome) && !refines && *outcome != entry.outcome {
-            return Err(format!("already done ({:?}); only verification_failed can follow", entry.outcome));
+        let refines = entry.outcome == Outcome::Succeeded && matches!(outcome, Outcome::VerificationFailed { .. });
+        if entry.done() && !refines && *outcome != entry.outcome {
+            return Err(format!("already done ({:?}); only verification_failed can follow success", entry.outcome));
         }
-        if matches!(entry.outcome, Outcome::Failed { .. }) {
-            return Err("the last attempt already failed: write a new intent to try again".into());
+        match &entry.outcome {
+            Outcome::Failed { .. } => {
+                return Err("the last attempt already failed: write a new intent to try again".into());
+            }
+            Outcome::DryRun if !entry.done() => {
+                return Err(
+                    "the last attempt was only recorded as a dry run: write a new intent to carry it out".into()
+                );
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -476,12 +589,82 @@ mod tests {
     #[test]
     fn succeeded_dry_run_and_verification_failed_are_done() {
         for o in [Outcome::Succeeded, Outcome::DryRun, Outcome::VerificationFailed { detail: "still 95%".into() }] {
-            let d = decision("cart", 0);
+            let d = if o == Outcome::DryRun {
+                decision("cart", 0).as_dry_run("recorded only")
+            } else {
+                decision("cart", 0)
+            };
             let l = ledger(&[intent(&d), outcome(&d, o.clone())]);
             assert!(l.is_done(&d.id), "{o:?}");
             assert!(l.pending().is_empty());
             assert_eq!(l.history_for("cart")[0].outcome, o);
         }
+    }
+
+    #[test]
+    fn a_dry_run_never_blocks_the_enforced_action() {
+        // Today's writer records a rehearsal under the dry-run twin's own id.
+        let d = decision("cart", 0);
+        let rehearsal = d.as_dry_run("--enforce not given");
+        assert_ne!(rehearsal.id, d.id);
+        let l = ledger(&[intent(&rehearsal), outcome(&rehearsal, Outcome::DryRun)]);
+        assert!(l.is_done(&rehearsal.id));
+        assert!(!l.is_done(&d.id) && l.outcome(&d.id).is_none(), "the enforced id is untouched");
+
+        // A log written before that rule: `dry_run` under the enforced id.
+        // It did not carry anything out, so it does not count as done.
+        let l = ledger(&[intent(&d), outcome(&d, Outcome::DryRun)]);
+        assert!(!l.is_done(&d.id) && l.pending().is_empty());
+        assert!(
+            l.check_outcome(&d.id, "cart", &Outcome::Succeeded).unwrap_err().contains("only recorded as a dry run")
+        );
+        // The enforced run writes a new intent (a second attempt) and carries it out once.
+        let l = ledger(&[intent(&d), outcome(&d, Outcome::DryRun), intent(&d), outcome(&d, Outcome::Succeeded)]);
+        assert!(l.is_done(&d.id));
+        assert_eq!((l.attempts(&d.id), l.history().len()), (2, 1));
+    }
+
+    #[test]
+    fn records_a_writer_would_never_write_are_reported_with_file_and_line() {
+        let (a, b, c) = (decision("cart", 0), decision("search", 10_000), decision("web", 20_000));
+        let vf = Outcome::VerificationFailed { detail: "still 95%".into() };
+        let text = [
+            intent(&a),                      // 1
+            outcome(&a, Outcome::Succeeded), // 2
+            outcome(&a, Outcome::Succeeded), // 3: the same again (a reconciliation): fine
+            outcome(&a, vf.clone()),         // 4: refines success: fine
+            outcome(&a, failed()),           // 5: contradicts
+            intent(&a),                      // 6: intent after its outcome
+            outcome(&b, Outcome::Succeeded), // 7: no intent read
+            intent(&c),                      // 8
+            intent(&c),                      // 9: the same attempt twice
+            outcome(&c, failed()),           // 10
+            outcome(&c, Outcome::Succeeded), // 11: a failed attempt "succeeds" with no new intent
+        ]
+        .concat();
+        let (records, skipped) = parse_log_lines(&text, "audit.jsonl.1");
+        assert!(skipped.is_empty());
+        let (l, anomalies) = replay_lines(records.iter().map(|(n, r)| ("audit.jsonl.1", *n, r)));
+        let lines: Vec<usize> = anomalies.iter().map(|a| a.line).collect();
+        assert_eq!(lines, [5, 6, 7, 9, 11]);
+        assert!(anomalies[0].to_string().starts_with(&format!("audit.jsonl.1:5: decision {}: outcome Failed", a.id)));
+        assert!(anomalies[0].what.contains("contradicts VerificationFailed"), "{}", anomalies[0]);
+        assert!(anomalies[1].what.contains("intent repeated after its outcome"), "{}", anomalies[1]);
+        assert!(anomalies[2].what.contains("no intent"), "{}", anomalies[2]);
+        assert!(anomalies[4].what.contains("no new intent"), "{}", anomalies[4]);
+        // The first word is kept where the log contradicts itself.
+        assert_eq!(l.outcome(&a.id), Some(&vf));
+        assert!(l.is_done(&a.id));
+    }
+
+    #[test]
+    fn the_wall_clock_write_time_is_written_beside_the_planning_time() {
+        let d = decision("cart", 3_600_000);
+        let line = Record::Intent { at_ms: 3_599_000, decision: d.clone() }
+            .to_line_written_at(Some(1_800_000_000_000))
+            .unwrap();
+        assert!(line.starts_with(r#"{"v":1,"written_ms":1800000000000,"kind":"intent","at_ms":3599000,"#), "{line}");
+        assert_eq!(Record::from_line(line.trim_end()).unwrap(), Record::Intent { at_ms: 3_599_000, decision: d });
     }
 
     #[test]

@@ -65,11 +65,15 @@ pub struct FailedVerification {
 pub fn plan(risks: &[Risk], states: &BTreeMap<String, TargetState>, cfg: &Config, now_ms: i64) -> Plan {
     let empty = TargetState::default();
     let mut out = Plan::default();
-    let mut global_actions = states
-        .values()
-        .flat_map(|s| &s.history)
-        .filter(|a| counts_as_action(a) && within(a.at_ms, now_ms, HOUR_MS))
-        .count() as u32;
+    // Per mode: enforced actions cap enforced targets, dry-run ones dry-run targets.
+    let global = |mode: Mode| {
+        states
+            .values()
+            .flat_map(|s| &s.history)
+            .filter(|a| counts_as_action(a, mode) && within(a.at_ms, now_ms, HOUR_MS))
+            .count() as u32
+    };
+    let mut global_actions = [global(Mode::DryRun), global(Mode::Enforce)];
     for target in &cfg.targets {
         let state = states.get(&target.name).unwrap_or(&empty);
         let mine: Vec<&Risk> = risks.iter().filter(|r| belongs(target, r)).collect();
@@ -79,15 +83,16 @@ pub fn plan(risks: &[Risk], states: &BTreeMap<String, TargetState>, cfg: &Config
         let mut d = decide(target, state, &mine, now_ms);
         if d.action.is_some() {
             let cap = cfg.global.max_actions_per_hour;
-            if global_actions >= cap {
+            let n = &mut global_actions[usize::from(target.mode == Mode::Enforce)];
+            if *n >= cap {
                 block(
                     &mut d,
                     "global_hourly_cap",
-                    format!("{global_actions} actions across all targets in the last hour (cap {cap})"),
+                    format!("{n} actions across all targets in the last hour (cap {cap})"),
                 );
             } else {
-                pass(&mut d, "global_hourly_cap", format!("{global_actions} of {cap} in the last hour"));
-                global_actions += 1;
+                pass(&mut d, "global_hourly_cap", format!("{n} of {cap} in the last hour"));
+                *n += 1;
             }
         }
         if d.action.is_some() {
@@ -119,9 +124,12 @@ fn within(at_ms: i64, now_ms: i64, span_ms: i64) -> bool {
 }
 
 /// Past decisions that changed something (or would have, in dry-run) count
-/// towards cooldowns and caps; failed attempts count too (they touched the target).
-fn counts_as_action(a: &PastAction) -> bool {
-    a.action.is_some()
+/// towards cooldowns, caps, the ladder and the start limit; failed attempts
+/// count too (they touched the target). Only decisions of the target's own
+/// `mode` count: a dry run of an enforced target changed nothing and must not
+/// hold back the real action (nor a real action a dry-run replay).
+fn counts_as_action(a: &PastAction, mode: Mode) -> bool {
+    a.action.is_some() && a.mode == mode && !(a.mode == Mode::Enforce && a.outcome == Outcome::DryRun)
 }
 
 fn guard(d: &mut Decision, name: &str, verdict: Verdict, detail: String) {
@@ -253,7 +261,7 @@ fn ladder(t: &Target, s: &TargetState, risk: &Risk, now_ms: i64) -> Decision {
     let done: Vec<&PastAction> = s
         .history
         .iter()
-        .filter(|a| is_crash_kind(&a.risk) && counts_as_action(a) && within(a.at_ms, now_ms, reset))
+        .filter(|a| is_crash_kind(&a.risk) && counts_as_action(a, t.mode) && within(a.at_ms, now_ms, reset))
         .collect();
     let rung_no = done.len();
     let mut d = base(t, risk.kind(), risk.window_start_ms(), what, now_ms);
@@ -365,7 +373,11 @@ fn leak_restart(t: &Target, s: &TargetState, leak: &crate::risk::MemoryLeak, now
 fn start_limit(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) {
     let Some(limit) = t.start_limit() else { return };
     let span = limit.interval.ms();
-    let ours = s.history.iter().filter(|a| a.action == Action::Restart && within(a.at_ms, now_ms, span)).count();
+    let ours = s
+        .history
+        .iter()
+        .filter(|a| a.action == Action::Restart && counts_as_action(a, t.mode) && within(a.at_ms, now_ms, span))
+        .count();
     let seen = s.recent_starts_ms.iter().filter(|&&ts| within(ts, now_ms, span)).count();
     // systemd's NRestarts does not count manual restarts, so ours are added;
     // where the platform counts them too, this errs on the safe side.
@@ -584,6 +596,11 @@ fn common_guards(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) {
             Outcome::Pending => {
                 return block(d, "already_done", format!("{} has an intent without outcome: reconcile first", prev.id));
             }
+            Outcome::DryRun if prev.mode == Mode::Enforce => pass(
+                d,
+                "already_done",
+                format!("{} was only recorded as a dry run at {}: may be carried out", prev.id, format_ts(prev.at_ms)),
+            ),
             other => {
                 return block(
                     d,
@@ -596,7 +613,9 @@ fn common_guards(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) {
         pass(d, "already_done", "first time for this reason".into());
     }
     let cooldown = t.cooldown.ms();
-    if let Some(last) = s.history.iter().filter(|a| counts_as_action(a) && a.at_ms <= now_ms).map(|a| a.at_ms).max() {
+    if let Some(last) =
+        s.history.iter().filter(|a| counts_as_action(a, t.mode) && a.at_ms <= now_ms).map(|a| a.at_ms).max()
+    {
         if now_ms - last < cooldown {
             return block(
                 d,
@@ -613,7 +632,7 @@ fn common_guards(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) {
     } else {
         pass(d, "cooldown", "no previous action".into());
     }
-    let n = s.history.iter().filter(|a| counts_as_action(a) && within(a.at_ms, now_ms, HOUR_MS)).count() as u32;
+    let n = s.history.iter().filter(|a| counts_as_action(a, t.mode) && within(a.at_ms, now_ms, HOUR_MS)).count() as u32;
     let cap = t.max_actions_per_hour;
     if n >= cap {
         block(d, "hourly_cap", format!("{n} actions in the last hour (cap {cap})"));
@@ -764,6 +783,36 @@ mod tests {
         // A failed attempt may be retried.
         s.history[0].outcome = Outcome::Failed { error: "409 Conflict".into() };
         assert_eq!(one(&t, &[sat(&t, 60, 1.2)], s).decisions[0].action, first.action);
+    }
+
+    #[test]
+    fn a_dry_run_of_an_enforced_target_holds_back_nothing() {
+        let mut t = web();
+        t.mode = Mode::Enforce;
+        let real = one(&t, &[sat(&t, 60, 1.2)], fresh(4)).decisions.remove(0);
+        assert_eq!((real.mode, real.action), (Mode::Enforce, Action::ScaleTo { replicas: 6 }));
+        // A minute ago, `act` without --enforce recorded its dry-run twin; an
+        // hour of dry-run restarts and scales fill the caps of dry-run targets.
+        let twin = real.as_dry_run("no --enforce");
+        let past = |d: &Decision, at_ms: i64, outcome: Outcome| PastAction::of(d, at_ms, outcome);
+        let mut s = fresh(4);
+        s.history = (1..=12).map(|i| past(&twin, NOW - i * MIN, Outcome::DryRun)).collect();
+        let d = &one(&t, &[sat(&t, 60, 1.2)], s.clone()).decisions[0];
+        assert_eq!(d.action, real.action, "{:?}", d.guardrails);
+        for g in ["already_done", "cooldown", "hourly_cap", "global_hourly_cap"] {
+            assert_eq!(verdict(d, g), Some(Verdict::Passed), "{g}: {:?}", d.guardrails);
+        }
+        // A log from before the twin existed: `dry_run` under the enforced id.
+        s.history = vec![past(&real, NOW - MIN, Outcome::DryRun)];
+        let d = &one(&t, &[sat(&t, 60, 1.2)], s.clone()).decisions[0];
+        assert_eq!(d.action, real.action);
+        assert!(
+            d.guardrails.iter().any(|g| g.name == "already_done" && g.detail.contains("only recorded as a dry run"))
+        );
+        // An enforced action a minute ago does hold the cooldown.
+        s.history = vec![past(&real, NOW - MIN, Outcome::Succeeded)];
+        let d = &one(&t, &[sat(&t, 60, 1.2)], s).decisions[0];
+        assert_eq!(d.action, Action::None);
     }
 
     #[test]

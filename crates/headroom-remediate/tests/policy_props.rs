@@ -171,7 +171,7 @@ proptest! {
         let cfg = Config { global: Global { max_actions_per_hour: global_cap }, detect: Default::default(), targets };
         prop_assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
         let mut history: BTreeMap<String, Vec<PastAction>> = BTreeMap::new();
-        let mut all: Vec<(i64, String)> = Vec::new();
+        let mut all: Vec<(i64, String, Mode)> = Vec::new();
         let mut now = 1_700_000_000_000i64;
         for (gap, cycles) in steps {
             now += gap * MIN;
@@ -233,15 +233,17 @@ proptest! {
                 }
                 let outcome = if d.mode == Mode::Enforce { Outcome::Succeeded } else { Outcome::DryRun };
                 history.entry(t.name.clone()).or_default().push(PastAction::of(d, now, outcome));
-                all.push((now, d.target.clone()));
+                all.push((now, d.target.clone(), d.mode));
             }
         }
-        // Caps in every sliding hour (windows ending at each action).
-        for (end, _) in &all {
-            let in_hour: Vec<&(i64, String)> = all.iter().filter(|(at, _)| at > &(end - HOUR) && at <= end).collect();
+        // Caps in every sliding hour (windows ending at each action). The
+        // global cap holds per mode: dry runs never use up the enforced budget.
+        for (end, _, mode) in &all {
+            let in_hour: Vec<&(i64, String, Mode)> =
+                all.iter().filter(|(at, _, m)| at > &(end - HOUR) && at <= end && m == mode).collect();
             prop_assert!(in_hour.len() as u32 <= cfg.global.max_actions_per_hour, "global cap: {in_hour:?}");
             for t in &cfg.targets {
-                let n = in_hour.iter().filter(|(_, name)| name == &t.name).count() as u32;
+                let n = in_hour.iter().filter(|(_, name, _)| name == &t.name).count() as u32;
                 prop_assert!(n <= t.max_actions_per_hour, "cap of {}: {n} in an hour", t.name);
             }
         }

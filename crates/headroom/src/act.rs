@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use headroom_actuate::{Actuator, AuditLog, AuditOptions, DryRun, Executed, execute, reconcile};
-use headroom_core::{Mode, format_ts};
+use headroom_core::{Interrupt, Mode, format_ts};
 use headroom_remediate::config::{Platform, Target};
 use headroom_remediate::state::Outcome;
 use serde_json::json;
@@ -40,12 +40,10 @@ async fn actuator_for(target: &Target) -> anyhow::Result<Box<dyn Actuator>> {
     }
 }
 
-pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ActArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
     let path = args.plan.audit.clone().unwrap_or_else(|| "headroom-audit/audit.jsonl".into());
     let (mut log, opened) = AuditLog::open(&path, AuditOptions::default())?;
-    for s in &opened.skipped {
-        eprintln!("warning: {s}");
-    }
+    crate::plan::warn_audit(&opened);
     let history = history_by_target(log.ledger());
     // With --enforce, the enforced targets' actuators are reached first: their
     // replica counts are what the policy scales from, not the config's guess.
@@ -65,18 +63,28 @@ pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
     let dry = DryRun::new();
 
     // Intents left without an outcome by a crash: settle them first, by observing.
+    // An enforced one needs its platform: without --enforce it is left pending
+    // (the policy holds its target until it is settled), never guessed.
     let pending: Vec<_> = log.ledger().pending().into_iter().cloned().collect();
-    let mut results: Vec<(String, Executed)> = Vec::new();
+    let mut reconciled: Vec<(String, Executed)> = Vec::new();
     for d in pending {
         let Some(target) = config.target(&d.target) else {
             eprintln!("warning: pending decision {} is for target {}, no longer in the config", d.id, d.target);
             continue;
         };
-        let actuator: &dyn Actuator = match actuators.get(&d.target) {
-            Some(a) if args.enforce && d.mode == Mode::Enforce => a.as_ref(),
-            _ => &dry,
+        let actuator: &dyn Actuator = match (d.mode, actuators.get(&d.target)) {
+            (Mode::DryRun, _) => &dry,
+            (Mode::Enforce, Some(a)) => a.as_ref(),
+            (Mode::Enforce, None) => {
+                eprintln!(
+                    "warning: decision {} ({} {}) was being carried out when headroom stopped; \
+                     run `headroom act --enforce` to settle it by observing {}",
+                    d.id, d.target, d.action, d.target
+                );
+                continue;
+            }
         };
-        results.push((d.target.clone(), reconcile(&mut log, actuator, target, &d, now_ms).await?));
+        reconciled.push((d.target.clone(), reconcile(&mut log, actuator, target, &d, now_ms).await?));
     }
     // Actions that did not bring their target back: recorded, so the ladder and the next cycles see it.
     for f in &report.plan.failed_verifications {
@@ -84,16 +92,24 @@ pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
         log.append_outcome(&f.id, &f.target, &outcome, now_ms)?;
         eprintln!("verification failed for {} ({}): {}", f.target, f.id, f.detail);
     }
+    // One result per decision, in order. Stops between decisions on a signal:
+    // the action in flight finishes and is recorded; none is left half-done.
+    let mut executed: Vec<Executed> = Vec::new();
     for d in &report.plan.decisions {
-        let Some(target) = config.target(&d.target) else { continue };
+        if interrupt.raised().is_some() {
+            break;
+        }
+        let Some(target) = config.target(&d.target) else {
+            executed.push(Executed { id: d.id.clone(), outcome: None, detail: "target not in the config".into() });
+            continue;
+        };
         let enforce = args.enforce && d.mode == Mode::Enforce && d.action.is_some();
         let actuator: &dyn Actuator = match actuators.get(&d.target) {
             Some(a) if enforce => a.as_ref(),
             _ => &dry,
         };
-        results.push((d.target.clone(), execute(&mut log, actuator, target, d, enforce, now_ms).await?));
+        executed.push(execute(&mut log, actuator, target, d, enforce, now_ms).await?);
     }
-
     let mut out = std::io::stdout().lock();
     match args.plan.output {
         Output::Json => {
@@ -103,31 +119,37 @@ pub async fn run(args: ActArgs) -> anyhow::Result<ExitCode> {
                 "enforce": args.enforce,
                 "audit_log": path,
                 "decisions": report.plan.decisions,
-                "executed": results.iter().map(|(t, e)| json!({"target": t, "id": e.id, "outcome": e.outcome, "detail": e.detail})).collect::<Vec<_>>(),
+                "executed": report.plan.decisions.iter().zip(&executed).map(|(d, e)| json!({"target": d.target, "id": e.id, "outcome": e.outcome, "detail": e.detail})).collect::<Vec<_>>(),
+                "reconciled": reconciled.iter().map(|(t, e)| json!({"target": t, "id": e.id, "outcome": e.outcome, "detail": e.detail})).collect::<Vec<_>>(),
             });
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         }
         Output::Table => {
             let mode = if args.enforce { "enforce where the target says so" } else { "dry-run (no --enforce)" };
             writeln!(out, "act at {} ({now_from}), {mode}, audit log {}\n", format_ts(now_ms), path.display())?;
-            for d in &report.plan.decisions {
+            for (d, e) in report.plan.decisions.iter().zip(&executed) {
                 let mut s = String::new();
                 render_decision(&mut s, d);
                 out.write_all(s.as_bytes())?;
-                for (_, e) in results.iter().filter(|(t, e)| *t == d.target && e.id == d.id && e.outcome.is_some()) {
-                    let outcome = e.outcome.as_ref().map_or("nothing recorded".to_string(), |o| format!("{o:?}"));
-                    writeln!(out, "    => {outcome}: {}", e.detail)?;
+                if let Some(outcome) = &e.outcome {
+                    let recorded = if e.id == d.id { String::new() } else { format!(" (recorded as {})", e.id) };
+                    writeln!(out, "    => {outcome:?}{recorded}: {}", e.detail)?;
                 }
                 writeln!(out)?;
             }
-            for (t, e) in
-                results.iter().filter(|(t, e)| !report.plan.decisions.iter().any(|d| d.target == *t && d.id == e.id))
-            {
+            for (t, e) in &reconciled {
                 writeln!(out, "reconciled {t} {}: {:?} ({})", e.id, e.outcome, e.detail)?;
             }
         }
     }
+    if let Some(stop) = interrupt.raised() {
+        let left: Vec<&str> = report.plan.decisions[executed.len()..].iter().map(|d| d.target.as_str()).collect();
+        if !left.is_empty() {
+            eprintln!("{stop}: not acted on: {} (nothing of theirs was recorded)", left.join(", "));
+            return Err(stop.into());
+        }
+    }
     let failed =
-        results.iter().any(|(_, e)| matches!(e.outcome, Some(headroom_remediate::state::Outcome::Failed { .. })));
+        reconciled.iter().map(|(_, e)| e).chain(&executed).any(|e| matches!(e.outcome, Some(Outcome::Failed { .. })));
     Ok(if failed { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }

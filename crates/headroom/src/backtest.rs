@@ -11,7 +11,7 @@ use anyhow::Context;
 use headroom_collect::files::FileOptions;
 use headroom_collect::limits::read_limits;
 use headroom_collect::resample::{ResampleConfig, resample_frame};
-use headroom_core::{Limits, ResampledSeries, SeriesData, format_duration};
+use headroom_core::{Interrupt, Limits, ResampledSeries, SeriesData, format_duration};
 use headroom_engine::replay::ReplayReport;
 use headroom_forecast::baselines::baseline;
 use headroom_forecast::evaluate::{AUTO, Evaluation, Progress, evaluate};
@@ -40,10 +40,12 @@ pub struct Backtest {
     pub eval: Evaluation,
 }
 
-pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
-    let bt = backtest(&args)?;
+pub fn run(args: BacktestArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
+    let bt = backtest(&args, interrupt)?;
     // The decisions each model's forecasts would have led to, and the reactive baseline's.
-    let replay = if args.no_replay { None } else { Some(crate::decisions::run(&args, &bt)?) };
+    let replay = if args.no_replay { None } else { Some(crate::decisions::run(&args, &bt, interrupt)?) };
+    // Last chance to stop before anything is written: then every file is written.
+    interrupt.check()?;
     write_outputs(&args.out, &bt, replay.as_ref())?;
     let report = crate::report::ReportInput {
         title: format!("headroom backtest of {}", args.data.display()),
@@ -71,8 +73,11 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads the data, runs every model of `--models` over the protocol and scores them.
-pub fn backtest(args: &BacktestArgs) -> anyhow::Result<Backtest> {
+pub fn backtest(args: &BacktestArgs, interrupt: &Interrupt) -> anyhow::Result<Backtest> {
     let protocol = protocol(args)?;
+    if !args.no_replay {
+        crate::decisions::decide_every_ms(args, &protocol)?;
+    }
     // Default: the LSTM when a model is there, then every baseline, then auto.
     let names: Vec<String> = match &args.models {
         Some(list) => list.iter().map(|n| n.trim().to_owned()).collect(),
@@ -104,6 +109,7 @@ pub fn backtest(args: &BacktestArgs) -> anyhow::Result<Backtest> {
     // The protocol interpolates every gap (there is no edge gap on a covering grid).
     let cfg = ResampleConfig { step_ms: protocol.step_ms, max_gap_ms: i64::MAX, strict: false };
     let series = resample_frame(&frame, &cfg)?;
+    check_work(&series, &protocol, names.len())?;
     eprintln!(
         "backtest: {} series from {}, models {}, an origin every {} ({} bins), horizon {} ({} bins of {})",
         series.len(),
@@ -126,9 +132,48 @@ pub fn backtest(args: &BacktestArgs) -> anyhow::Result<Backtest> {
             eprintln!("backtest: {model} done in {:.1} s", model_started.elapsed().as_secs_f64());
         }
     };
-    let eval = evaluate(&series, &limits, &refs, &chain, &protocol, auto, &mut progress)?;
+    let eval = evaluate(&series, &limits, &refs, &chain, &protocol, auto, &mut progress, interrupt)?;
     eprintln!("backtest: {} forecasts in {:.1} s", eval.forecasts.len(), started.elapsed().as_secs_f64());
+    for key in &eval.skipped {
+        let len = series.iter().find(|s| &s.key == key).map_or(0, |s| s.values.len());
+        eprintln!(
+            "backtest: skipped {key}: {len} bins of {} leave no origin (it needs 2 days before an origin and the horizon after it)",
+            format_duration(protocol.step_ms)
+        );
+    }
     Ok(Backtest { protocol, series, raw, limits, eval })
+}
+
+/// The most forecast values (bins × quantiles, over every model and pair) a
+/// backtest may hold: 2^28 values are 2 GiB of f64.
+pub const MAX_FORECAST_VALUES: usize = 1 << 28;
+
+/// Refuses, before any forecasting, a backtest with nothing to score or one
+/// too large to hold: the error names the flags to change.
+fn check_work(series: &[ResampledSeries], protocol: &Protocol, models: usize) -> anyhow::Result<()> {
+    let pairs: usize = series.iter().map(|s| protocol.origins(s.values.len()).len()).sum();
+    let longest = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
+    let step = format_duration(protocol.step_ms);
+    if pairs == 0 {
+        anyhow::bail!(
+            "no series is long enough for one forecast origin: the longest has {longest} bins of {step} ({}), \
+             and an origin needs 2 days of history before it and --horizon ({}) after it; \
+             give longer data or a shorter --horizon",
+            format_duration(longest as i64 * protocol.step_ms),
+            format_duration(protocol.horizon as i64 * protocol.step_ms)
+        );
+    }
+    let values = pairs.saturating_mul(protocol.horizon).saturating_mul(3).saturating_mul(models);
+    if values > MAX_FORECAST_VALUES {
+        anyhow::bail!(
+            "{pairs} (series, origin) pairs × {} bins × {models} models would be {values} forecast values \
+             (more than {MAX_FORECAST_VALUES}, 2 GiB): space the origins out (--origin-every, now every {}), \
+             shorten --horizon, or run fewer --models",
+            protocol.horizon,
+            format_duration(protocol.every as i64 * protocol.step_ms)
+        );
+    }
+    Ok(())
 }
 
 /// The protocol of --step, --horizon and --origin-every (their defaults give

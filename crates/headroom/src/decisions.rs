@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use headroom_core::{Action, Limits, ResampledSeries, SeriesKey, frame::timestamp_column};
+use headroom_core::{Action, Interrupt, Limits, ResampledSeries, SeriesKey, frame::timestamp_column};
 use headroom_engine::World;
 use headroom_engine::replay::{PolicyScore, ReplayInput, ReplayReport, replay};
+use headroom_forecast::protocol::Protocol;
 use headroom_remediate::Config;
 use headroom_remediate::config::{Global, Platform, ScaleIn, Span, Target};
 use polars::prelude::{Column, DataFrame, ParquetWriter};
@@ -41,17 +42,29 @@ pub fn default_config(series: &[ResampledSeries], limits: &Limits) -> Config {
     Config { global: Global { max_actions_per_hour: u32::MAX }, detect: Default::default(), targets }
 }
 
+/// `--decide-every` in ms, refused (before any work) if it is finer than the
+/// grid step: the simulated clock would see no new sample and only multiply
+/// the work.
+pub fn decide_every_ms(args: &BacktestArgs, protocol: &Protocol) -> anyhow::Result<i64> {
+    let every_ms = duration_ms(&args.decide_every).with_context(|| format!("--decide-every {}", args.decide_every))?;
+    if every_ms < protocol.step_ms {
+        anyhow::bail!(
+            "--decide-every {}: must be at least the grid step ({}, --step)",
+            args.decide_every,
+            headroom_core::format_duration(protocol.step_ms)
+        );
+    }
+    Ok(every_ms)
+}
+
 /// Replays `--config` (or [`default_config`]) under the reactive baseline and
 /// one predictive policy per model of the backtest.
-pub fn run(args: &BacktestArgs, bt: &Backtest) -> anyhow::Result<ReplayReport> {
+pub fn run(args: &BacktestArgs, bt: &Backtest, interrupt: &Interrupt) -> anyhow::Result<ReplayReport> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => default_config(&bt.series, &bt.limits),
     };
-    let every_ms = duration_ms(&args.decide_every).with_context(|| format!("--decide-every {}", args.decide_every))?;
-    if every_ms <= 0 {
-        anyhow::bail!("--decide-every {}: must be longer than zero", args.decide_every);
-    }
+    let every_ms = decide_every_ms(args, &bt.protocol)?;
     // Each series is replayed from its first evaluation origin: the first time a forecast exists.
     let start_ms: BTreeMap<SeriesKey, i64> = bt
         .series
@@ -71,6 +84,7 @@ pub fn run(args: &BacktestArgs, bt: &Backtest) -> anyhow::Result<ReplayReport> {
         start_ms: &start_ms,
         every_ms,
         horizon_ms: bt.protocol.horizon as i64 * bt.protocol.step_ms,
+        interrupt,
     };
     let replayed = config.targets.iter().filter(|t| start_ms.contains_key(&key(t))).count();
     let bar = indicatif::ProgressBar::new(((models.len() + 1) * replayed) as u64).with_style(

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use headroom_collect::resample::{DEFAULT_MAX_GAP_MS, ResampleConfig, resample_frame};
-use headroom_core::{Forecast, format_duration, parse_duration};
-use headroom_forecast::evaluate::forecast_with_fallback;
+use headroom_core::{Forecast, Interrupt, format_duration, parse_duration};
+use headroom_forecast::evaluate::forecast_until;
 use headroom_forecast::protocol::Protocol;
 use headroom_forecast::{Forecaster, History};
 use polars::prelude::ParquetWriter;
@@ -15,9 +15,9 @@ use crate::backtest::{fallback_chain, model};
 use crate::cli::ForecastArgs;
 use crate::inspect::load;
 
-pub fn run(args: ForecastArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
     let step_ms = Protocol::reference().step_ms;
-    let horizon_ms = parse_duration(&args.horizon)?.as_millis() as i64;
+    let horizon_ms = i64::try_from(parse_duration(&args.horizon)?.as_millis())?;
     if horizon_ms % step_ms != 0 {
         anyhow::bail!("--horizon {}: must be a whole number of {} bins", args.horizon, format_duration(step_ms));
     }
@@ -31,14 +31,38 @@ pub fn run(args: ForecastArgs) -> anyhow::Result<ExitCode> {
         .filter(|s| !s.values.is_empty())
         .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms, values: &s.values })
         .collect();
-
+    // Bounded before any work: at most a week ahead, or as far as the longest
+    // history reaches back if that is longer, and at most 2^28 values out.
+    let longest = histories.iter().map(|h| h.values.len()).max().unwrap_or(0);
+    let week = (7 * 86_400_000 / step_ms) as usize;
+    if horizon > longest.max(week) {
+        anyhow::bail!(
+            "--horizon {}: {horizon} bins of {}, more than a week and longer than the longest series in {} \
+             ({longest} bins, {}); a forecast reaches at most a week, or as far ahead as its history reaches back",
+            args.horizon,
+            format_duration(step_ms),
+            args.data.display(),
+            format_duration(longest as i64 * step_ms)
+        );
+    }
+    let values = horizon.saturating_mul(3).saturating_mul(histories.len()).saturating_mul(args.models.len());
+    if values > crate::backtest::MAX_FORECAST_VALUES {
+        anyhow::bail!(
+            "--horizon {} over {} series and {} models would be {values} forecast values (more than {}, 2 GiB): \
+             shorten --horizon or forecast fewer series or models at a time",
+            args.horizon,
+            histories.len(),
+            args.models.len(),
+            crate::backtest::MAX_FORECAST_VALUES
+        );
+    }
     let chain = fallback_chain()?;
     let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
     let mut forecasts: Vec<Forecast> = Vec::new();
     let mut fallbacks = Vec::new();
     for name in &args.models {
         let m: Box<dyn Forecaster> = model(name, &args.model)?;
-        let (f, used) = forecast_with_fallback(m.as_ref(), &chain, &histories, horizon)?;
+        let (f, used) = forecast_until(m.as_ref(), &chain, &histories, horizon, interrupt)?;
         forecasts.extend(f);
         fallbacks.extend(used);
     }

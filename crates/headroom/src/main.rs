@@ -16,6 +16,7 @@ mod train;
 use std::process::ExitCode;
 
 use clap::Parser;
+use headroom_core::{Interrupt, Interrupted};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
@@ -39,7 +40,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let interrupt = Interrupt::new();
+    let result = runtime.block_on(run(cli, interrupt.clone()));
+    // A signal stopped the work: say so, with the conventional exit code
+    // (130 for SIGINT, 143 for SIGTERM). Every output file is written whole
+    // or not at all (temporary file, then rename), so nothing partial is left.
+    if let Some(stop) = interrupt.raised()
+        && result.as_ref().is_err_and(|e| e.chain().any(|c| c.downcast_ref::<Interrupted>().is_some()))
+    {
+        eprintln!("{stop}; nothing partial was written");
+        return ExitCode::from(stop.exit_code());
+    }
+    match result {
         Ok(code) => code,
         // `headroom inspect … | head`: the reader left; that is not an error.
         Err(err)
@@ -57,33 +69,62 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(cancel.clone()));
+    tokio::spawn(stop_on_signal(cancel.clone(), interrupt.clone()));
+    // The blocking commands run off the async threads, so the signal task is
+    // always free to raise the flag they check between units of work.
+    let blocking = |f: Box<dyn FnOnce(&Interrupt) -> anyhow::Result<ExitCode> + Send>| {
+        let interrupt = interrupt.clone();
+        async move { tokio::task::spawn_blocking(move || f(&interrupt)).await? }
+    };
     match cli.command {
         Command::Collect(args) => collect::run(args, &cancel).await,
-        Command::Forecast(args) => forecast::run(args),
-        Command::Inspect(args) => inspect::run(args),
-        Command::Train(args) => train::run(args),
-        Command::Backtest(args) => backtest::run(args),
-        Command::Plan(args) => plan::run(args),
-        Command::Act(args) => act::run(args).await,
+        Command::Forecast(args) => blocking(Box::new(|i| forecast::run(args, i))).await,
+        Command::Inspect(args) => blocking(Box::new(|_| inspect::run(args))).await,
+        Command::Train(args) => blocking(Box::new(|i| train::run(args, i))).await,
+        Command::Backtest(args) => blocking(Box::new(|i| backtest::run(args, i))).await,
+        Command::Plan(args) => blocking(Box::new(|i| plan::run(args, i))).await,
+        Command::Act(args) => act::run(args, &interrupt).await,
     }
 }
 
-/// Cancels `token` on Ctrl-C or SIGTERM, so long collections stop cleanly.
-async fn cancel_on_signal(token: CancellationToken) {
+/// On the first Ctrl-C or SIGTERM: raises `interrupt` (long work stops at its
+/// next check, `act` after the action in flight) and cancels `token` (a
+/// collection stops and keeps what it has). On a second one: exits at once.
+async fn stop_on_signal(token: CancellationToken, interrupt: Interrupt) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        let mut first = true;
+        loop {
+            let signal = tokio::select! {
+                _ = int.recv() => 2,
+                _ = term.recv() => 15,
+            };
+            if !first {
+                eprintln!("{}: stopping at once", headroom_core::interrupt::signal_name(signal));
+                std::process::exit(128 + signal);
+            }
+            first = false;
+            eprintln!(
+                "{}: stopping after the current step (again to stop at once)",
+                headroom_core::interrupt::signal_name(signal)
+            );
+            interrupt.raise(signal);
+            token.cancel();
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::warn!("stop requested: finishing the current step");
-    token.cancel();
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("Ctrl-C: stopping after the current step");
+        interrupt.raise(2);
+        token.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use headroom_collect::limits::read_limits;
 use headroom_collect::resample::{DEFAULT_MAX_GAP_MS, ResampleConfig, resample_frame};
-use headroom_core::{Decision, Verdict, format_ts, parse_timestamp};
+use headroom_core::{Decision, Interrupt, Verdict, format_ts, parse_timestamp};
 use headroom_engine::{CycleReport, Models, World, cycle};
 use headroom_forecast::Forecaster;
 use headroom_forecast::protocol::Protocol;
@@ -38,6 +38,18 @@ pub fn history_by_target(ledger: &Ledger) -> BTreeMap<String, Vec<PastAction>> {
         by_target.entry(a.target.clone()).or_default().push(a);
     }
     by_target
+}
+
+/// Prints, once each, what reading an audit log found wrong: lines that are
+/// not records, and records a well-behaved writer would not have written.
+pub fn warn_audit(report: &headroom_actuate::OpenReport) {
+    // A torn last line that opening cut away is logged (once) by the writer.
+    for s in report.skipped.iter().filter(|s| !(s.torn && report.repair.is_some())) {
+        eprintln!("warning: {s}");
+    }
+    for a in &report.anomalies {
+        eprintln!("warning: {a}");
+    }
 }
 
 /// Loads the data, limits and model of `args`, and runs one cycle of `config`
@@ -77,19 +89,18 @@ pub fn plan_once(
     Ok(Planned { report, now_ms, now_from })
 }
 
-pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: PlanArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
     let history = match &args.audit {
         Some(path) => {
-            let (ledger, skipped) = headroom_actuate::audit::read_ledger(path)?;
-            for s in &skipped {
-                eprintln!("warning: {s}");
-            }
+            let (ledger, report) = headroom_actuate::audit::read_ledger(path)?;
+            warn_audit(&report);
             history_by_target(&ledger)
         }
         None => BTreeMap::new(),
     };
     let config = Config::load(&args.config)?;
     let Planned { report, now_ms, now_from } = plan_once(&args, &config, &history, &BTreeMap::new())?;
+    interrupt.check()?;
     let mut out = std::io::stdout().lock();
     match args.output {
         Output::Json => {

@@ -1,9 +1,11 @@
 //! `headroom train`: fit the global LSTM on recorded metrics and save it.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use headroom_collect::resample::{ResampleConfig, resample_frame};
+use headroom_core::Interrupt;
 use headroom_forecast::History;
 use headroom_forecast::protocol::Protocol;
 use headroom_lstm::{LstmConfig, TrainOptions, train};
@@ -11,7 +13,7 @@ use headroom_lstm::{LstmConfig, TrainOptions, train};
 use crate::cli::TrainArgs;
 use crate::inspect::load;
 
-pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: TrainArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
     let cfg: LstmConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -19,6 +21,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         }
         None => LstmConfig::default(),
     };
+    // Checked before the data is read: an absurd size is an error, not an abort.
+    cfg.validate().with_context(|| {
+        format!("{}", args.config.as_deref().unwrap_or(Path::new("the default LSTM config")).display())
+    })?;
     let frame = load(&args.data, &args.file.options()?)?;
     let rcfg = ResampleConfig { step_ms: cfg.step_ms, max_gap_ms: i64::MAX, strict: false };
     let series = resample_frame(&frame, &rcfg)?;
@@ -31,6 +37,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         cut: args.before_first_origin.then(Protocol::reference),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         progress: !args.quiet,
+        interrupt: interrupt.clone(),
     };
     eprintln!(
         "train: {} series from {}{}",

@@ -514,4 +514,71 @@ fn every_model_is_monotone_on_the_whole_development_set() {
     names.dedup();
     assert!(names.len() >= 5, "{names:?}\n{table}");
     assert_eq!(df.height(), names.len() * 2125 * 192, "every model forecasts every pair of the protocol");
+    readme_numbers_are_what_the_backtest_wrote(&json_file(&out.join("scores.json")));
+}
+
+/// The README's headline tables quote this very backtest: each number there
+/// must be the one the command writes, rounded as printed.
+fn readme_numbers_are_what_the_backtest_wrote(scores: &serde_json::Value) {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let number = |cell: &str| -> f64 {
+        let digits: String = cell.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',').collect();
+        digits.replace(',', "").parse().unwrap_or_else(|_| panic!("README cell {cell:?} holds no number"))
+    };
+    let same = |what: &str, cell: &str, value: f64| {
+        let decimals = cell.trim().split('.').nth(1).map_or(0, |d| d.chars().take_while(char::is_ascii_digit).count());
+        let printed = format!("{value:.decimals$}");
+        assert_eq!(
+            number(cell.trim()),
+            printed.parse::<f64>().unwrap(),
+            "README {what}: {cell:?}, the backtest wrote {value}"
+        );
+    };
+    let rows = |first_header: &str| -> Vec<Vec<String>> {
+        let start =
+            readme.find(&format!("| {first_header} |")).unwrap_or_else(|| panic!("README table {first_header}"));
+        readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect())
+            .collect()
+    };
+    let models = scores["scores"].as_array().unwrap();
+    let forecast_rows = rows("model");
+    assert!(forecast_rows.len() >= 3, "{forecast_rows:?}");
+    for row in &forecast_rows {
+        let name = row[0].split_whitespace().next().unwrap();
+        let s = models.iter().find(|m| m["model"] == name).unwrap_or_else(|| panic!("README model {name}"));
+        let f = |k: &str| s[k].as_f64().unwrap();
+        same(&format!("{name} mean MASE"), &row[1], f("mean_mase"));
+        same(&format!("{name} median MASE"), &row[2], f("median_mase"));
+        let smape = if f("mean_smape") < 1.0 { 100.0 * f("mean_smape") } else { f("mean_smape") };
+        same(&format!("{name} sMAPE"), &row[3], smape);
+        same(&format!("{name} coverage"), &row[4], f("coverage"));
+        let sat = &s["sat_p90"];
+        let (tp, fp, fn_) = (sat["tp"].as_f64().unwrap(), sat["fp"].as_f64().unwrap(), sat["fn_"].as_f64().unwrap());
+        let (p, r) = row[5].split_once('/').unwrap();
+        same(&format!("{name} saturation precision"), p, tp / (tp + fp));
+        same(&format!("{name} saturation recall"), r, tp / (tp + fn_));
+    }
+    let policies = scores["decisions"].as_array().unwrap();
+    let policy = |name: &str| policies.iter().find(|p| p["policy"] == name).unwrap_or_else(|| panic!("policy {name}"));
+    for row in rows("policy") {
+        let name = if row[0].starts_with("reactive") { "reactive" } else { row[0].split_whitespace().nth(2).unwrap() };
+        let p = policy(name);
+        let f = |k: &str| p[k].as_f64().unwrap();
+        same(&format!("{name} caught"), &row[1], f("caught"));
+        let recall = row[1].split('(').nth(1).unwrap();
+        same(&format!("{name} recall %"), recall, 100.0 * f("recall"));
+        if let Some(lead) = row[1].split(", ").nth(1) {
+            same(&format!("{name} lead (h)"), lead, f("mean_lead_minutes") / 60.0);
+        }
+        same(&format!("{name} under-provisioned hours"), &row[2], f("under_provisioned_minutes") / 60.0);
+        same(&format!("{name} actions"), &row[3], f("actions"));
+        same(&format!("{name} churn"), &row[4], f("churn"));
+    }
+    let events = policy("reactive")["events"].as_f64().unwrap();
+    let quoted = readme.split(" saturation\nevents").next().unwrap().rsplit(", ").next().unwrap();
+    same("saturation events", quoted, events);
 }
