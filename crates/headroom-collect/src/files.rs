@@ -157,9 +157,23 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
 /// Reads one file into the canonical frame.
 pub fn read_file(path: &Path, opts: &FileOptions) -> Result<SampleFrame> {
     opts.validate()?;
+    let kind =
+        kind_of(path).ok_or_else(|| Error::File { path: path.into(), why: "not a .csv or .parquet file".into() })?;
+    let file = File::open(path).map_err(Error::io(path))?;
+    match kind {
+        Kind::Csv => read_csv(path, file, opts),
+        Kind::Parquet => read_parquet(path, file, opts),
+    }
+}
+
+/// [`read_file`] on contents already in memory: `path` only names them (its
+/// extension picks the reader, its stem is `{stem}`). For the fuzz targets.
+#[doc(hidden)]
+pub fn read_bytes(path: &Path, bytes: &[u8], opts: &FileOptions) -> Result<SampleFrame> {
+    opts.validate()?;
     match kind_of(path) {
-        Some(Kind::Csv) => read_csv(path, opts),
-        Some(Kind::Parquet) => read_parquet(path, opts),
+        Some(Kind::Csv) => read_csv(path, bytes, opts),
+        Some(Kind::Parquet) => read_parquet(path, std::io::Cursor::new(bytes), opts),
         None => Err(Error::File { path: path.into(), why: "not a .csv or .parquet file".into() }),
     }
 }
@@ -300,8 +314,7 @@ impl Builder {
     }
 }
 
-fn read_csv(path: &Path, opts: &FileOptions) -> Result<SampleFrame> {
-    let file = File::open(path).map_err(Error::io(path))?;
+fn read_csv(path: &Path, file: impl std::io::Read, opts: &FileOptions) -> Result<SampleFrame> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(file);
     let csv_err = |e: csv::Error| {
         let row = e.position().map_or(0, |p| p.record() as usize);
@@ -317,7 +330,7 @@ fn read_csv(path: &Path, opts: &FileOptions) -> Result<SampleFrame> {
         row += 1;
         let ts_of = |ts: Option<usize>| match ts {
             Some(c) => parse_ts_cell(path, row, &ts_name, &record[c], opts.time_unit),
-            None => Ok(synthetic_ts(opts, row)),
+            None => synthetic_ts(path, opts, row),
         };
         match &plan {
             Plan::Long { ts, entity, metric, value } => {
@@ -347,14 +360,26 @@ fn read_csv(path: &Path, opts: &FileOptions) -> Result<SampleFrame> {
     b.finish()
 }
 
-/// Row `row` (1-based) on the clock given by `--start`/`--step`.
-fn synthetic_ts(opts: &FileOptions, row: usize) -> i64 {
+/// Row `row` (1-based) on the clock given by `--start`/`--step`; an error
+/// once the clock runs past the dates headroom can represent (it used to
+/// overflow).
+fn synthetic_ts(path: &Path, opts: &FileOptions, row: usize) -> Result<i64> {
     let (start, step) = (opts.start_ms.unwrap_or(0), opts.step_ms.unwrap_or(0));
-    start + (row as i64 - 1) * step
+    i64::try_from(row - 1)
+        .ok()
+        .and_then(|r| r.checked_mul(step))
+        .and_then(|offset| start.checked_add(offset))
+        .filter(|&t| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t).is_some())
+        .ok_or_else(|| Error::File {
+            path: path.into(),
+            why: format!(
+                "row {row}: --start ({start} ms) + {} x --step ({step} ms) is out of the representable range of dates",
+                row - 1
+            ),
+        })
 }
 
-fn read_parquet(path: &Path, opts: &FileOptions) -> Result<SampleFrame> {
-    let file = File::open(path).map_err(Error::io(path))?;
+fn read_parquet(path: &Path, file: impl polars::io::mmap::MmapBytesReader, opts: &FileOptions) -> Result<SampleFrame> {
     let df = ParquetReader::new(file).finish().map_err(|source| Error::Parquet { path: path.into(), source })?;
     // The canonical file (what the store and `--out` write) needs no conversion.
     if opts.layout != Some(Layout::Wide)
@@ -373,7 +398,7 @@ fn read_parquet(path: &Path, opts: &FileOptions) -> Result<SampleFrame> {
     let ts = match &plan {
         Plan::Long { ts, .. } | Plan::Wide { ts, .. } => match ts {
             Some(c) => timestamps(path, col(*c), opts.time_unit)?,
-            None => (1..=height).map(|r| synthetic_ts(opts, r)).collect(),
+            None => (1..=height).map(|r| synthetic_ts(path, opts, r)).collect::<Result<_>>()?,
         },
     };
     let mut b = Builder::default();
@@ -659,6 +684,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--start and --step go together"), "{e}");
+    }
+
+    #[test]
+    fn a_clock_running_past_the_representable_dates_is_an_error() {
+        // Found by fuzzing: start + (row - 1) * step overflowed i64.
+        let opts = FileOptions { start_ms: Some(i64::MAX - 10), step_ms: Some(300_000), ..Default::default() };
+        let e = err("google.csv", "avg_cpu\n0.44\n0.43\n", &opts);
+        assert!(e.contains("google.csv: row 1: --start (9223372036854775797 ms)"), "{e}");
+        assert!(e.contains("out of the representable range of dates"), "{e}");
+        let opts = FileOptions { start_ms: Some(T0), step_ms: Some(i64::MAX / 2), ..Default::default() };
+        let e = err("google.csv", "avg_cpu\n0.44\n0.43\n0.42\n", &opts);
+        assert!(e.contains("row 2: --start (1704067200000 ms) + 1 x --step"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,17 @@ use crate::error::{Error, Result};
 /// and value; a series listed twice is an error naming both rows.
 pub fn read_limits(path: &Path) -> Result<Limits> {
     let file = std::fs::File::open(path).map_err(Error::io(path))?;
+    limits_from(path, file)
+}
+
+/// [`read_limits`] on contents already in memory (`path` names them in
+/// errors). For the fuzz targets.
+#[doc(hidden)]
+pub fn parse_limits(path: &Path, bytes: &[u8]) -> Result<Limits> {
+    limits_from(path, bytes)
+}
+
+fn limits_from(path: &Path, file: impl std::io::Read) -> Result<Limits> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
     let csv_err = |e: csv::Error| {
         let row = e.position().map_or(0, |p| p.record() as usize);

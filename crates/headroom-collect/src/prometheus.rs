@@ -755,6 +755,18 @@ fn parse_answer(body: &[u8]) -> std::result::Result<Answer, String> {
     Ok(Answer::Matrix { series, warnings: answer.warnings })
 }
 
+/// [`parse_answer`] for the fuzz targets (its types stay private): the number
+/// of series of a matrix answer, zero for an error answer, or why the body is
+/// not an answer. Also takes the [`snippet`] every failed request quotes.
+#[doc(hidden)]
+pub fn parse_answer_for_fuzzing(body: &[u8]) -> std::result::Result<usize, String> {
+    let _ = snippet(body);
+    match parse_answer(body)? {
+        Answer::Matrix { series, .. } => Ok(series.len()),
+        Answer::Error { .. } => Ok(0),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Retries
 // ---------------------------------------------------------------------------
