@@ -456,7 +456,24 @@ fn timestamps(path: &Path, col: &Column, unit: Option<TimeUnit>) -> Result<Vec<i
             DataType::Int64 => c.i64()?.iter().collect(),
             _ => c.f64()?.iter().map(|v| v.map(|v| (v * 1000.0).round() as i64)).collect(),
         };
-        out.into_iter().enumerate().map(|(r, v)| v.ok_or_else(|| null_at(r))).collect()
+        let unit = unit.unwrap_or(TimeUnit::Ms);
+        out.into_iter()
+            .enumerate()
+            .map(|(r, v)| {
+                let ms = v.ok_or_else(|| null_at(r))?;
+                let value = match unit {
+                    TimeUnit::Ms => ms.to_string(),
+                    TimeUnit::S => (ms as f64 / 1000.0).to_string(),
+                };
+                headroom_core::time::check_epoch(ms, unit, &value).map_err(|e| Error::Parse {
+                    path: path.into(),
+                    row: r + 1,
+                    column: name.clone(),
+                    value,
+                    why: e.to_string(),
+                })
+            })
+            .collect()
     };
     match col.dtype() {
         DataType::Datetime(tu, _) => {
@@ -791,6 +808,11 @@ mod tests {
         assert!(e.contains("epoch.parquet: timestamp column \"timestamp\" holds integers"), "{e}");
         let s = read_file(&p, &FileOptions { time_unit: Some(TimeUnit::S), ..Default::default() }).unwrap();
         assert_eq!(s.series().unwrap()[0].ts, vec![T0]);
+        // Seconds read as milliseconds would be January 1970: refused, naming row, column and the unit.
+        let e = read_file(&p, &FileOptions { time_unit: Some(TimeUnit::Ms), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("row 1") && e.contains("use --time-unit s"), "{e}");
 
         // Text in a value column.
         let df = df!("timestamp" => ["2024-01-01T00:00:00Z"], "cpu" => ["high"]).unwrap();
