@@ -24,11 +24,14 @@ pub mod audit;
 #[cfg(unix)]
 pub mod cgroup;
 pub mod error;
+#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "process")]
 pub mod process;
 pub mod scm;
+#[cfg(feature = "systemd")]
 pub mod systemd;
-#[cfg(windows)]
+#[cfg(all(windows, feature = "windows"))]
 pub mod windows;
 
 pub use actuator::{Actuator, Applied, BoxFuture, DryRun, Executed, Observed, execute, reconcile};

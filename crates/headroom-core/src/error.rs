@@ -31,6 +31,7 @@ pub enum Error {
     Forecast(String),
 
     /// Polars refused an operation on a frame.
+    #[cfg(feature = "frames")]
     #[error("frame operation failed: {0}")]
     Polars(#[from] polars::error::PolarsError),
 }

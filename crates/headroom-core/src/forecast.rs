@@ -1,9 +1,11 @@
 //! Forecasts: three quantile paths over a horizon, and the one schema every
 //! forecast file uses: `entity, metric, model, origin, ts, p10, p50, p90`.
 
+#[cfg(feature = "frames")]
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
+#[cfg(feature = "frames")]
 use crate::frame::{ENTITY, METRIC, timestamp_column};
 use crate::series::SeriesKey;
 
@@ -24,6 +26,7 @@ pub const P50: &str = "p50";
 pub const P90: &str = "p90";
 
 /// The forecasts schema.
+#[cfg(feature = "frames")]
 pub fn forecasts_schema() -> Schema {
     Schema::from_iter([
         Field::new(ENTITY.into(), DataType::String),
@@ -146,6 +149,7 @@ impl Forecast {
     }
 
     /// The forecasts as one frame with [`forecasts_schema`].
+    #[cfg(feature = "frames")]
     pub fn to_frame<'a>(forecasts: impl IntoIterator<Item = &'a Forecast>) -> Result<DataFrame> {
         let forecasts: Vec<&Forecast> = forecasts.into_iter().collect();
         let n: usize = forecasts.iter().map(|f| f.q.len()).sum();
@@ -217,6 +221,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "frames")]
     fn forecast_frames_have_the_one_schema() {
         let f = Forecast {
             key: SeriesKey::new("host/a", "cpu").unwrap(),

@@ -9,10 +9,13 @@
 //! [`SeriesData`] and [`ResampledSeries`] are the per-series views the
 //! numeric code works on.
 
+#[cfg(feature = "frames")]
 use std::collections::HashMap;
 
+#[cfg(feature = "frames")]
 use polars::prelude::*;
 
+#[cfg(feature = "frames")]
 use crate::error::{Error, Result};
 use crate::grid::Grid;
 use crate::repair::RepairReport;
@@ -30,11 +33,13 @@ pub const VALUE: &str = "value";
 pub const IMPUTED: &str = "imputed";
 
 /// The timestamp dtype of every frame: Datetime, milliseconds, UTC.
+#[cfg(feature = "frames")]
 pub fn timestamp_dtype() -> DataType {
     DataType::Datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
 }
 
 /// The canonical samples schema.
+#[cfg(feature = "frames")]
 pub fn samples_schema() -> Schema {
     Schema::from_iter([
         Field::new(TIMESTAMP.into(), timestamp_dtype()),
@@ -45,6 +50,7 @@ pub fn samples_schema() -> Schema {
 }
 
 /// The resampled-frame schema: the samples schema plus `imputed`.
+#[cfg(feature = "frames")]
 pub fn resampled_schema() -> Schema {
     let mut schema = samples_schema();
     schema.insert(IMPUTED.into(), DataType::Boolean);
@@ -53,6 +59,7 @@ pub fn resampled_schema() -> Schema {
 
 /// Checks that `df` has exactly the columns of `schema` with their dtypes, and
 /// returns it with the columns in the schema's order.
+#[cfg(feature = "frames")]
 fn conform(df: DataFrame, schema: &Schema, frame: &'static str) -> Result<DataFrame> {
     let names: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();
     for name in &names {
@@ -76,6 +83,7 @@ fn conform(df: DataFrame, schema: &Schema, frame: &'static str) -> Result<DataFr
 }
 
 /// A Datetime(ms, UTC) column from epoch milliseconds.
+#[cfg(feature = "frames")]
 pub fn timestamp_column(name: &str, ms: Vec<i64>) -> Column {
     Int64Chunked::from_vec(name.into(), ms)
         .into_datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC))
@@ -84,6 +92,7 @@ pub fn timestamp_column(name: &str, ms: Vec<i64>) -> Column {
 
 /// A frame of `timestamp, entity, metric` plus the given value column(s), in
 /// the order both schemas use.
+#[cfg(feature = "frames")]
 fn key_columns(
     ts: Vec<i64>,
     entity: &[&str],
@@ -143,16 +152,19 @@ impl SeriesData {
 
 /// A Polars frame with the canonical samples schema.
 #[derive(Debug, Clone)]
+#[cfg(feature = "frames")]
 pub struct SampleFrame {
     df: DataFrame,
 }
 
+#[cfg(feature = "frames")]
 impl Default for SampleFrame {
     fn default() -> Self {
         Self::empty()
     }
 }
 
+#[cfg(feature = "frames")]
 impl SampleFrame {
     /// Checks `df` against the samples schema (names and dtypes; column order is fixed up).
     pub fn new(df: DataFrame) -> Result<Self> {
@@ -267,6 +279,7 @@ pub struct ResampledSeries {
     pub report: RepairReport,
 }
 
+#[cfg(feature = "frames")]
 impl ResampledSeries {
     /// The resampled frame (see the module docs) holding every given series.
     pub fn to_frame<'a>(series: impl IntoIterator<Item = &'a ResampledSeries>) -> Result<DataFrame> {
@@ -290,7 +303,7 @@ impl ResampledSeries {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "frames"))]
 mod tests {
     use super::*;
 

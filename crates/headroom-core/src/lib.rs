@@ -27,7 +27,9 @@ pub use decision::{Action, Decision, Evidence, Guardrail, Mode, Verdict, decisio
 pub use error::{Error, Result};
 pub use fnv::Fnv1a64;
 pub use forecast::{Forecast, Quantiles};
-pub use frame::{ResampledSeries, SampleFrame, SeriesData};
+#[cfg(feature = "frames")]
+pub use frame::SampleFrame;
+pub use frame::{ResampledSeries, SeriesData};
 pub use grid::Grid;
 pub use interrupt::{Interrupt, Interrupted};
 pub use limits::{Limit, Limits};
