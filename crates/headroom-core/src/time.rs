@@ -38,6 +38,9 @@ impl std::str::FromStr for TimeUnit {
 /// rather than stored as a date nobody meant.
 pub const EPOCH_RANGE_MS: std::ops::Range<i64> = 631_152_000_000..7_258_118_400_000;
 
+/// 0001-01-01T00:00:00Z .. 10000-01-01T00:00:00Z: the instants RFC 3339 can write.
+const WRITABLE_MS: std::ops::Range<i64> = -62_135_596_800_000..253_402_300_800_000;
+
 /// Parses one timestamp into UTC epoch milliseconds.
 ///
 /// Accepted: RFC 3339 (`2024-01-01T00:00:00Z`, `2024-01-01T01:00:00+01:00`, fractions
@@ -46,12 +49,21 @@ pub const EPOCH_RANGE_MS: std::ops::Range<i64> = 631_152_000_000..7_258_118_400_
 /// Sub-millisecond fractions are truncated.
 pub fn parse_timestamp(value: &str, epoch: Option<TimeUnit>) -> Result<i64> {
     let s = value.trim();
+    // Only years 0001..9999: what RFC 3339 (and so every file headroom
+    // writes) can hold. chrono's %Y would also take "+22704".
+    let writable = |ms: i64| {
+        if WRITABLE_MS.contains(&ms) {
+            Ok(ms)
+        } else {
+            Err(Error::Timestamp { value: value.into(), hint: " (outside the years 0001 to 9999)" })
+        }
+    };
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
+        return writable(t.timestamp_millis());
     }
     for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(t.and_utc().timestamp_millis());
+            return writable(t.and_utc().timestamp_millis());
         }
     }
     let looks_numeric = !s.is_empty() && s.parse::<f64>().is_ok_and(f64::is_finite);
@@ -222,6 +234,17 @@ mod tests {
         let err = parse_timestamp("-5", Some(TimeUnit::S)).unwrap_err().to_string();
         assert!(err.contains("between 1990 and 2200"), "{err}");
         assert_eq!(parse_timestamp("7258118399", Some(TimeUnit::S)).unwrap(), 7_258_118_399_000);
+    }
+
+    #[test]
+    fn only_timestamps_headroom_can_write_back_are_read() {
+        // Found by fuzzing: chrono's %Y takes a five-digit year, which RFC 3339 cannot write.
+        let err = parse_timestamp("+22704-01-01T01:00:0", None).unwrap_err().to_string();
+        assert!(err.contains("outside the years 0001 to 9999"), "{err}");
+        for ok in ["9999-12-31T23:59:59Z", "0001-01-01 00:00:00"] {
+            let ms = parse_timestamp(ok, None).unwrap();
+            assert_eq!(parse_timestamp(&format_ts(ms), None).unwrap(), ms, "{ok}");
+        }
     }
 
     #[test]
