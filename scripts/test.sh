@@ -89,7 +89,7 @@ windows_check
 
 # The release profile: the tests reuse the dependencies `cargo run --release`
 # built (only the workspace's crates and the test-only dependencies compile
-# here), and run at release speed. Overflow checks and debug assertions stay on
+# here), and run at release speed. Overflow checks stay on
 # for the workspace's own crates (Cargo.toml).
 log "build tests (release profile)"
 cargo nextest run --workspace --cargo-profile release --no-run
