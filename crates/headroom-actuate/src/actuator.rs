@@ -301,6 +301,12 @@ mod tests {
         Decision { reason: "p90 above the level in 1h".into(), ..d.with_action(Action::ScaleTo { replicas: 5 }) }
     }
 
+    /// A process that wrote `d`'s intent to the log at `path` and died before acting.
+    fn died_after_intent(path: &std::path::Path, d: &Decision) {
+        let (mut log, _) = AuditLog::open(path, AuditOptions::default()).unwrap();
+        assert_eq!(log.begin(d, 3_000_000).unwrap(), Begin::Proceed);
+    }
+
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
     }
@@ -355,10 +361,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let t = Target::new("web", Platform::Kubernetes, "k8s/shop/deployment/web", "cpu");
         let d = decision(Mode::DryRun);
-        {
-            let (mut log, _) = AuditLog::open(&path, AuditOptions::default()).unwrap();
-            assert_eq!(log.begin(&d, 3_000_000).unwrap(), Begin::Proceed);
-        }
+        died_after_intent(&path, &d);
         let (mut log, _) = AuditLog::open(&path, AuditOptions::default()).unwrap();
         let a = Counting::default();
         let out = rt().block_on(execute(&mut log, &a, &t, &d, true, 3_600_000)).unwrap();
@@ -373,11 +376,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let t = Target::new("web", Platform::Kubernetes, "k8s/shop/deployment/web", "cpu");
         let d = decision(Mode::Enforce);
-        {
-            // A process that wrote its intent and died before acting.
-            let (mut log, _) = AuditLog::open(&path, AuditOptions::default()).unwrap();
-            assert_eq!(log.begin(&d, 3_000_000).unwrap(), Begin::Proceed);
-        }
+        died_after_intent(&path, &d);
         let (mut log, opened) = AuditLog::open(&path, AuditOptions::default()).unwrap();
         assert_eq!(opened.records, 1);
         let a = Counting::default();

@@ -375,8 +375,9 @@ pub fn read_ledger(path: impl AsRef<Path>) -> Result<(Ledger, OpenReport)> {
     Ok((ledger, OpenReport { files, records: read.records.len(), skipped: read.skipped, anomalies, repair: None }))
 }
 
-/// This machine's clock, ms since the epoch: the `written_ms` of every record.
-fn wall_clock_ms() -> i64 {
+/// This machine's clock, ms since the epoch: the `written_ms` of every record,
+/// and `--now wall`.
+pub fn wall_clock_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

@@ -66,7 +66,7 @@ pub fn plan_once(
     let newest = raw.iter().filter_map(|s| s.ts.last().copied()).max().context("the data holds no samples")?;
     let (now_ms, now_from) = match args.now.as_str() {
         "end" => (newest, "the newest sample in the data; --now wall for this machine's clock"),
-        "wall" => (wall_clock_ms(), "this machine's clock"),
+        "wall" => (headroom_actuate::audit::wall_clock_ms(), "this machine's clock"),
         ts => (parse_timestamp(ts, None).with_context(|| format!("--now {ts}"))?, "--now"),
     };
     let protocol = Protocol::reference();
@@ -129,10 +129,6 @@ pub fn run(args: PlanArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn mark(v: Verdict) -> &'static str {
