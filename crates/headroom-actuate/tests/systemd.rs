@@ -1,5 +1,5 @@
 //! The systemd actuator against a real systemd: each test boots one with
-//! `systemd-sandbox.sh` (see TESTING.md, "Real systemd"), talks to it over
+//! `scripts/testing/systemd-sandbox.sh`, talks to it over
 //! D-Bus through [`SystemdActuator`], and cross-checks what it reads with
 //! the sandbox's own `systemctl show` / `systemctl list-units`.
 //!
@@ -43,7 +43,7 @@ impl Sandbox {
         let lock = File::create(std::env::temp_dir().join("headroom-systemd-sandbox.lock")).unwrap();
         lock.lock().unwrap();
         let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testing/systemd-sandbox.sh")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh")
         });
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
@@ -60,7 +60,7 @@ impl Sandbox {
                 return None;
             }
             panic!(
-                "the systemd sandbox did not boot: {}\nthese tests need root and the systemd and dbus packages (see TESTING.md); set {SKIP}=1 to skip them",
+                "the systemd sandbox did not boot: {}\nthese tests need root and the systemd and dbus packages (scripts/test.sh installs them); set {SKIP}=1 to skip them",
                 why.trim()
             );
         }

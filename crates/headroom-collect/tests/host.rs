@@ -1,5 +1,5 @@
 //! The host source against the real machine: a real busy process, real
-//! cancellation, and a real systemd (booted in a sandbox, see TESTING.md)
+//! cancellation, and a real systemd (booted in a sandbox by scripts/testing/systemd-sandbox.sh)
 //! running a busy unit.
 #![cfg(target_os = "linux")]
 
@@ -161,11 +161,11 @@ struct Sandbox {
 impl Sandbox {
     fn script() -> PathBuf {
         let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testing/systemd-sandbox.sh")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh")
         });
         assert!(
             script.is_file(),
-            "{} not found: set HEADROOM_SYSTEMD_SANDBOX to the systemd sandbox script (see TESTING.md)",
+            "{} not found: set HEADROOM_SYSTEMD_SANDBOX to the systemd sandbox script (default: scripts/testing/systemd-sandbox.sh)",
             script.display()
         );
         script

@@ -1,6 +1,8 @@
-//! The detectors on real recorded data: the development set in `../shared/data`
-//! (NAB and ASD, see its README; override the place with `HEADROOM_DEV_DATA`)
-//! and the thresholds of this repository's `data/sample/limits.csv`.
+//! The detectors on real recorded data, all of it in this repository: the
+//! series of `data/sample/metrics.parquet` (NAB and ASD, see its NOTICE), the
+//! incident labels of `data/fixtures/` (NAB's anomaly windows, ASD's labelled
+//! segments, copied verbatim from upstream) and the thresholds of
+//! `data/sample/limits.csv`.
 //!
 //! Thresholds are the project's defaults and the sample limits, never tuned to
 //! one series. What each detector finds is printed:
@@ -11,7 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use headroom_collect::files::{FileOptions, read_file};
 use headroom_core::{Forecast, SeriesData, SeriesKey, format_ts, parse_timestamp};
 use headroom_forecast::History;
 use headroom_forecast::baselines::{Season, SeasonalNaive};
@@ -27,14 +31,25 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn dev_data() -> PathBuf {
-    let dir = std::env::var_os("HEADROOM_DEV_DATA").map_or_else(|| repo().join("../shared/data"), PathBuf::from);
-    assert!(
-        dir.join("README.md").is_file(),
-        "the development data set is not at {} (set HEADROOM_DEV_DATA to its directory)",
-        dir.display()
-    );
-    dir
+fn fixtures() -> PathBuf {
+    repo().join("data/fixtures")
+}
+
+/// Every series of the shipped sample (raw 5-minute points), read once.
+fn sample() -> &'static [SeriesData] {
+    static SAMPLE: OnceLock<Vec<SeriesData>> = OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        let path = repo().join("data/sample/metrics.parquet");
+        let frame = read_file(&path, &FileOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        frame.series().unwrap()
+    })
+}
+
+/// The sample's series of one entity.
+fn entity(name: &str) -> Vec<&'static SeriesData> {
+    let series: Vec<_> = sample().iter().filter(|s| s.key.entity == name).collect();
+    assert!(!series.is_empty(), "no series of {name} in data/sample/metrics.parquet");
+    series
 }
 
 fn read(path: &Path) -> String {
@@ -53,7 +68,7 @@ fn sample_threshold(entity: &str, metric: &str) -> Option<f64> {
 
 /// A NAB CSV (`timestamp,value`) as raw points.
 fn nab(file: &str) -> Vec<(i64, f64)> {
-    read(&dev_data().join("nab").join(file))
+    read(&fixtures().join("nab").join(file))
         .lines()
         .skip(1)
         .map(|line| {
@@ -86,7 +101,7 @@ fn bins(points: &[(i64, f64)]) -> (i64, Vec<f64>) {
 
 /// The labelled windows of one NAB file.
 fn nab_windows(file: &str) -> Vec<(i64, i64)> {
-    let labels: serde_json::Value = serde_json::from_str(&read(&dev_data().join("nab/labels_windows.json"))).unwrap();
+    let labels: serde_json::Value = serde_json::from_str(&read(&fixtures().join("nab/labels_windows.json"))).unwrap();
     let (_, windows) = labels.as_object().unwrap().iter().find(|(k, _)| k.ends_with(file)).unwrap();
     windows
         .as_array()
@@ -185,8 +200,8 @@ fn nab_asg_misconfiguration_is_flagged_during_its_incident_and_calm_days_are_not
 
 // ---------------------------------------------------------------- ASD
 
-const ASD_METRICS: usize = 19;
 const ASD_TRAIN_ROWS: usize = 8640;
+const ASD_TEST_ROWS: usize = 4320;
 /// The synthetic clock of the sample data: row 0 of `train` at 2024-01-01T00:00:00Z, 5 minutes apart.
 const ASD_T0: i64 = 1_704_067_200_000;
 const ASD_STEP: i64 = 5 * MIN;
@@ -199,7 +214,7 @@ struct Segment {
     metrics: Vec<usize>,
 }
 
-/// One ASD server: its 19 series over train + test, and its labelled incidents.
+/// One ASD server: its series over train + test, and its labelled incidents.
 struct Server {
     name: String,
     series: Vec<SeriesData>,
@@ -207,26 +222,15 @@ struct Server {
 }
 
 fn asd(n: usize) -> Server {
-    let dir = dev_data().join("asd");
     let name = format!("omi-{n}");
-    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); ASD_METRICS];
-    for part in ["train", "test"] {
-        for line in read(&dir.join(format!("csv/{name}_{part}.csv"))).lines().skip(1) {
-            for (c, v) in line.split(',').enumerate() {
-                columns[c].push(v.parse().unwrap());
-            }
-        }
+    // The sample holds the server's train + test rows on one clock from ASD_T0
+    // (its constant metrics dropped: they have no threshold either).
+    let series: Vec<SeriesData> = entity(&format!("asd/{name}")).into_iter().cloned().collect();
+    for s in &series {
+        assert_eq!(s.ts[0], ASD_T0, "{}", s.key);
+        assert_eq!(s.ts.len(), ASD_TRAIN_ROWS + ASD_TEST_ROWS, "{}", s.key);
     }
-    let series = columns
-        .into_iter()
-        .enumerate()
-        .map(|(c, values)| SeriesData {
-            key: SeriesKey::new(format!("asd/{name}"), format!("m{}", c + 1)).unwrap(),
-            ts: (0..values.len()).map(|i| ASD_T0 + i as i64 * ASD_STEP).collect(),
-            values,
-        })
-        .collect();
-    let segments = read(&dir.join(format!("interpretation_label/{name}.txt")))
+    let segments = read(&fixtures().join(format!("asd/interpretation_label/{name}.txt")))
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
@@ -261,8 +265,7 @@ fn pct(hits: usize, of: usize) -> f64 {
 #[test]
 fn asd_incidents_flapping_and_leaks() {
     let cfg = DetectConfig::default();
-    let test_rows = 4320;
-    let cycles: Vec<i64> = (12..=test_rows).step_by(12).map(|i| test_ts(i - 1)).collect();
+    let cycles: Vec<i64> = (12..=ASD_TEST_ROWS).step_by(12).map(|i| test_ts(i - 1)).collect();
 
     let (mut flap_calm, mut flap_calm_n, mut flap_inc, mut flap_inc_n) = (0, 0, 0, 0);
     let (mut leak_calm, mut leak_calm_n, mut leak_inc, mut leak_inc_n) = (0, 0, 0, 0);
