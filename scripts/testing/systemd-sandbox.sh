@@ -126,8 +126,7 @@ EOF
         >"$state/systemd.log" 2>&1 </dev/null &
     outer=$!
     tries=0
-    pid=""
-    while [ -z "$pid" ]; do
+    while :; do
         pid=$(pgrep -P "$outer" 2>/dev/null | head -n 1 || true)
         [ -n "$pid" ] && break
         tries=$((tries + 1))

@@ -45,13 +45,6 @@ fn sample() -> &'static [SeriesData] {
     })
 }
 
-/// The sample's series of one entity.
-fn entity(name: &str) -> Vec<&'static SeriesData> {
-    let series: Vec<_> = sample().iter().filter(|s| s.key.entity == name).collect();
-    assert!(!series.is_empty(), "no series of {name} in data/sample/metrics.parquet");
-    series
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -217,7 +210,7 @@ struct Segment {
 /// One ASD server: its series over train + test, and its labelled incidents.
 struct Server {
     name: String,
-    series: Vec<SeriesData>,
+    series: Vec<&'static SeriesData>,
     segments: Vec<Segment>,
 }
 
@@ -225,7 +218,9 @@ fn asd(n: usize) -> Server {
     let name = format!("omi-{n}");
     // The sample holds the server's train + test rows on one clock from ASD_T0
     // (its constant metrics dropped: they have no threshold either).
-    let series: Vec<SeriesData> = entity(&format!("asd/{name}")).into_iter().cloned().collect();
+    let entity = format!("asd/{name}");
+    let series: Vec<&'static SeriesData> = sample().iter().filter(|s| s.key.entity == entity).collect();
+    assert!(!series.is_empty(), "no series of {entity} in data/sample/metrics.parquet");
     for s in &series {
         assert_eq!(s.ts[0], ASD_T0, "{}", s.key);
         assert_eq!(s.ts.len(), ASD_TRAIN_ROWS + ASD_TEST_ROWS, "{}", s.key);
