@@ -9,7 +9,6 @@
 //! carried out, does nothing). [`execute`] wraps every `apply` in the audit
 //! log: the intent is on disk before anything is touched, the outcome after.
 
-use std::collections::{HashSet, VecDeque};
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -62,36 +61,6 @@ pub trait Actuator: Send + Sync + Debug {
 
     /// Carries `decision` out. Idempotent by decision id.
     fn apply<'a>(&'a self, target: &'a Target, decision: &'a Decision) -> BoxFuture<'a, Result<Applied>>;
-}
-
-/// How many decision ids an actuator remembers as carried out (the oldest
-/// are forgotten beyond this; the audit log remembers all).
-pub(crate) const REMEMBERED_IDS: usize = 10_000;
-
-/// Decision ids carried out, in memory: the newest [`REMEMBERED_IDS`].
-#[derive(Debug, Default)]
-pub(crate) struct RecentIds {
-    set: HashSet<String>,
-    /// The ids in `set`, oldest first.
-    order: VecDeque<String>,
-}
-
-impl RecentIds {
-    pub(crate) fn contains(&self, id: &str) -> bool {
-        self.set.contains(id)
-    }
-
-    /// Remembers `id`, forgetting the oldest beyond [`REMEMBERED_IDS`].
-    pub(crate) fn insert(&mut self, id: &str) {
-        if self.set.insert(id.to_owned()) {
-            self.order.push_back(id.to_owned());
-            while self.order.len() > REMEMBERED_IDS {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
 }
 
 /// Records what would be done and changes nothing: the default actuator,

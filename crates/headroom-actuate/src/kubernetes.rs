@@ -24,16 +24,15 @@
 //! 404 → an error naming the kind, namespace and name; 429 and 5xx (and a
 //! lost connection) → wait (the `Retry-After` seconds when given,
 //! exponential otherwise) and retry ([`Retry::attempts`] tries in all).
-//! At most one change per workload is in flight (a per-workload async
-//! mutex), and a decision id already applied is not applied again.
+//! At most one change per workload is in flight (the shared [`Claims`]: a
+//! second change waits for the first to end), and a decision id already
+//! applied is not applied again.
 //!
 //! What to send is decided by plain functions ([`Workload::parse`],
 //! [`owning_hpa`], [`scale_step`], [`restart_call`], [`retry_wait`]),
 //! tested without any client; the actuator only reads, calls them and sends.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use headroom_core::{Action, Decision};
@@ -48,8 +47,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, instrument, warn};
 
-use crate::actuator::{Actuator, Applied, BoxFuture, Observed, RecentIds};
+use crate::actuator::{Actuator, Applied, BoxFuture, Observed};
 use crate::error::{Error, Result};
+use crate::guard::Claims;
 
 /// The HPA annotation holding the HPA's own `minReplicas` while headroom has raised it.
 pub const ORIGINAL_MIN_ANNOTATION: &str = "headroom.io/original-min-replicas";
@@ -136,7 +136,7 @@ impl Workload {
         format!("/apis/apps/v1/namespaces/{}/{}", self.namespace, self.kind.resource())
     }
 
-    /// The key of the per-workload lock.
+    /// The workload's key in the actuator's [`Claims`]: one change at a time each.
     fn key(&self) -> String {
         format!("{}/{}/{}", self.namespace, self.kind.resource(), self.name)
     }
@@ -517,10 +517,8 @@ struct HpaList {
 pub struct KubernetesActuator {
     client: Client,
     retry: Retry,
-    /// One async lock per workload: at most one change in flight each.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Decision ids applied.
-    applied: Mutex<RecentIds>,
+    /// Decision ids applied, and the workloads being changed now.
+    claims: Claims,
 }
 
 impl fmt::Debug for KubernetesActuator {
@@ -538,7 +536,7 @@ struct Reading {
 impl KubernetesActuator {
     /// An actuator talking through `client` (e.g. `Client::try_default()`), with the default [`Retry`].
     pub fn new(client: Client) -> Self {
-        Self { client, retry: Retry::default(), locks: Mutex::default(), applied: Mutex::default() }
+        Self { client, retry: Retry::default(), claims: Claims::new() }
     }
 
     /// The same, with another retry policy.
@@ -553,19 +551,6 @@ impl KubernetesActuator {
 
     fn workload(target: &Target) -> Result<Workload> {
         Workload::parse(&target.entity).map_err(|why| Self::err(target, why))
-    }
-
-    fn lock_for(&self, workload: &Workload) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(workload.key()).or_default().clone()
-    }
-
-    fn was_applied(&self, id: &str) -> bool {
-        self.applied.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
-    }
-
-    fn remember(&self, id: &str) {
-        self.applied.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
     }
 
     /// Sends `call` (dry run or not), retrying 429, 5xx and lost connections; returns the answer's body.
@@ -800,14 +785,13 @@ impl KubernetesActuator {
         if !decision.action.is_some() {
             return Ok(Applied { changed: false, detail: format!("nothing for {}", target.name) });
         }
-        let lock = self.lock_for(&workload);
-        let _guard = lock.lock().await;
-        if self.was_applied(&decision.id) {
+        // A change to this workload in flight is waited for; a failed one leaves the id to try again.
+        let Some(ticket) = self.claims.claim_when_free(&decision.id, &workload.key()).await else {
             return Ok(Applied {
                 changed: false,
                 detail: format!("decision {} already applied to {workload}: not repeated", decision.id),
             });
-        }
+        };
         let applied = match decision.action {
             Action::None => unreachable!("handled above"),
             Action::ScaleTo { replicas } => match self.scale(target, &workload, replicas, false).await? {
@@ -830,7 +814,7 @@ impl KubernetesActuator {
                 }
             }
         };
-        self.remember(&decision.id);
+        ticket.done();
         Ok(applied)
     }
 }

@@ -24,10 +24,12 @@ pub mod audit;
 #[cfg(unix)]
 pub mod cgroup;
 pub mod error;
+pub mod guard;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 #[cfg(feature = "process")]
 pub mod process;
+pub mod registry;
 pub mod scm;
 #[cfg(feature = "systemd")]
 pub mod systemd;
@@ -37,3 +39,4 @@ pub mod windows;
 pub use actuator::{Actuator, Applied, BoxFuture, DryRun, Executed, Observed, execute, reconcile};
 pub use audit::{AuditLog, AuditOptions, Begin, OpenReport, Repair};
 pub use error::{Error, Result};
+pub use registry::Platforms;

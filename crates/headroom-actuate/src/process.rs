@@ -27,7 +27,7 @@
 
 #![cfg(unix)]
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -50,6 +50,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::actuator::{Actuator, Applied, BoxFuture, Observed, describe};
 use crate::cgroup::{CgroupParent, MemoryCgroup as Cgroup, nix_pid};
 use crate::error::{Error, Result};
+use crate::guard::Claims;
 
 /// The actuator's name, in errors and logs.
 const ACTUATOR: &str = "process";
@@ -1106,18 +1107,20 @@ impl Drop for Supervisor {
 /// The [`Actuator`] over a [`Supervisor`]: targets with `platform =
 /// "process"` and entity `proc/<name>`. `ScaleTo n` sets the instance count,
 /// `Restart` restarts every instance gracefully, one at a time. A decision
-/// id already applied, or a scale to the current count, changes nothing.
+/// id already applied, or a scale to the current count, changes nothing;
+/// one change at a time is in flight per process (a second waits for the
+/// first to end).
 #[derive(Debug)]
 pub struct ProcessActuator {
     supervisor: Arc<Supervisor>,
-    /// Decision ids applied; held for the whole of an apply, so applies run one at a time.
-    applied: tokio::sync::Mutex<BTreeSet<String>>,
+    /// Decision ids applied, and the processes being changed now.
+    claims: Claims,
 }
 
 impl ProcessActuator {
     /// An actuator acting through `supervisor`.
     pub fn new(supervisor: Arc<Supervisor>) -> Self {
-        Self { supervisor, applied: tokio::sync::Mutex::new(BTreeSet::new()) }
+        Self { supervisor, claims: Claims::new() }
     }
 
     /// The supervisor acted through.
@@ -1163,7 +1166,7 @@ impl Actuator for ProcessActuator {
     fn plan<'a>(&'a self, target: &'a Target, decision: &'a Decision) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             let name = self.process(target)?;
-            if self.applied.lock().await.contains(&decision.id) {
+            if self.claims.is_done(&decision.id) {
                 return Ok(format!("decision {} was already applied: nothing to do", decision.id));
             }
             let proc = self.supervisor.inner.proc(name)?;
@@ -1200,13 +1203,12 @@ impl Actuator for ProcessActuator {
         Box::pin(
             async move {
                 let name = self.process(target)?;
-                let mut applied = self.applied.lock().await;
-                if applied.contains(&decision.id) {
+                let Some(ticket) = self.claims.claim_when_free(&decision.id, name).await else {
                     return Ok(Applied {
                         changed: false,
                         detail: format!("decision {} was already applied: not repeated", decision.id),
                     });
-                }
+                };
                 let result = match decision.action {
                     Action::None => Applied { changed: false, detail: describe(target, decision) },
                     Action::ScaleTo { replicas } => {
@@ -1228,7 +1230,8 @@ impl Actuator for ProcessActuator {
                         Applied { changed: n > 0, detail: format!("restarted {n} instances of {}", target.entity) }
                     }
                 };
-                applied.insert(decision.id.clone());
+                // An error above dropped the ticket: the decision may be tried again.
+                ticket.done();
                 Ok(result)
             }
             .instrument(span),

@@ -43,17 +43,14 @@
 //!   reset period, so the policy never makes the restart that would leave the
 //!   SCM without a recovery to make. [`recovery_for`] computes the list to
 //!   write when headroom configures recovery (the inverse).
-//! * **Idempotency** ([`Claims`]): a decision id carried out is not carried
-//!   out again, and at most one restart per service is in flight.
+//! * **Idempotency**: the shared [`Claims`](crate::guard::Claims) (the
+//!   service name is the target key): a decision id carried out is not
+//!   carried out again, and at most one restart per service is in flight.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use headroom_remediate::config::{Span, StartLimit};
-
-use crate::actuator::{REMEMBERED_IDS, RecentIds};
 
 /// The actuator's name, in errors and the audit log.
 pub const ACTUATOR: &str = "windows";
@@ -716,92 +713,6 @@ pub fn recovery_for(restarts: u32, first_delay: Duration, reset: Duration) -> Re
     Ok(FailureActions { reset: Some(Duration::from_secs(reset_secs)), actions })
 }
 
-/// Whether a claimed decision may proceed (see [`Claims::claim`]).
-#[derive(Debug)]
-pub enum Claim {
-    /// Go ahead; call [`Ticket::done`] once it succeeded.
-    Proceed(Ticket),
-    /// This decision id was carried out already: do nothing.
-    AlreadyDone,
-    /// This decision, or another one on the same service, is being carried out now.
-    Busy(String),
-}
-
-#[derive(Debug, Default)]
-struct Ledger {
-    done: RecentIds,
-    /// Service → decision id in flight.
-    busy: HashMap<String, String>,
-}
-
-/// Decision ids carried out (in memory, the newest [`Claims::REMEMBERED`])
-/// and the services being acted on now. Cheap to clone (shared).
-#[derive(Debug, Clone, Default)]
-pub struct Claims {
-    ledger: Arc<Mutex<Ledger>>,
-}
-
-impl Claims {
-    /// Decision ids remembered (the audit log remembers all).
-    pub const REMEMBERED: usize = REMEMBERED_IDS;
-
-    /// An empty set.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Claims decision `id` on `service`: `Proceed` unless the id was carried
-    /// out already or something is being done to the service now.
-    pub fn claim(&self, id: &str, service: &str) -> Claim {
-        let mut l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        if l.done.contains(id) {
-            return Claim::AlreadyDone;
-        }
-        if let Some(other) = l.busy.get(service) {
-            return Claim::Busy(if other == id {
-                format!("decision {id} is being carried out on {service} now")
-            } else {
-                format!("decision {other} is being carried out on {service} now; {id} waits for a later cycle")
-            });
-        }
-        l.busy.insert(service.to_owned(), id.to_owned());
-        Claim::Proceed(Ticket { ledger: self.ledger.clone(), id: id.to_owned(), service: service.to_owned() })
-    }
-
-    /// Whether decision `id` was carried out.
-    pub fn is_done(&self, id: &str) -> bool {
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner()).done.contains(id)
-    }
-}
-
-/// A claim in progress: [`done`](Ticket::done) remembers the id as carried
-/// out; dropping it without (a failure) frees the id and the service again.
-#[derive(Debug)]
-pub struct Ticket {
-    ledger: Arc<Mutex<Ledger>>,
-    id: String,
-    service: String,
-}
-
-impl Ticket {
-    /// The decision succeeded: it is never carried out again.
-    pub fn done(self) {
-        {
-            self.ledger.lock().unwrap_or_else(|p| p.into_inner()).done.insert(&self.id);
-        }
-        // Dropping `self` now frees the service.
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        if l.busy.get(&self.service) == Some(&self.id) {
-            l.busy.remove(&self.service);
-        }
-    }
-}
-
 /// What a restart of a service in `status` would do, in words (for `plan`).
 pub fn plan_restart(name: &str, status: &Status, disabled: bool, timing: &Timing) -> String {
     if let Err(why) = check_restartable(disabled) {
@@ -1141,37 +1052,5 @@ mod tests {
         assert!(recovery_for(2, S, Duration::from_secs(NEVER_RESET_SECS)).is_err());
         assert!(recovery_for(2, Duration::from_secs(3601), S).is_err());
         assert!(recovery_for(17, S, S).is_err());
-    }
-
-    #[test]
-    fn a_decision_id_is_carried_out_once_and_one_at_a_time_per_service() {
-        let claims = Claims::new();
-        let Claim::Proceed(ticket) = claims.claim("d1", "Spooler") else { panic!() };
-        // While it runs: the same id, or another decision on the same service, waits.
-        assert!(matches!(claims.claim("d1", "Spooler"), Claim::Busy(w) if w.contains("d1 is being carried out")));
-        assert!(matches!(claims.claim("d2", "Spooler"), Claim::Busy(w) if w.contains("d2 waits")));
-        // Another service is independent.
-        let Claim::Proceed(other) = claims.claim("d3", "W32Time") else { panic!() };
-        ticket.done();
-        assert!(claims.is_done("d1"));
-        assert!(matches!(claims.claim("d1", "Spooler"), Claim::AlreadyDone));
-        // A failed attempt (ticket dropped) may be tried again.
-        drop(other);
-        assert!(!claims.is_done("d3"));
-        let Claim::Proceed(again) = claims.claim("d3", "W32Time") else { panic!() };
-        drop(again);
-        // Clones share the ledger.
-        assert!(matches!(claims.clone().claim("d1", "Spooler"), Claim::AlreadyDone));
-    }
-
-    #[test]
-    fn only_the_newest_ids_are_remembered() {
-        let claims = Claims::new();
-        for i in 0..=Claims::REMEMBERED {
-            let Claim::Proceed(t) = claims.claim(&format!("d{i}"), "svc") else { panic!() };
-            t.done();
-        }
-        assert!(!claims.is_done("d0"), "the oldest is forgotten (the audit log still has it)");
-        assert!(claims.is_done("d1") && claims.is_done(&format!("d{}", Claims::REMEMBERED)));
     }
 }

@@ -24,14 +24,15 @@
 //!   unit is one instance.
 //!
 //! Unit names are checked against systemd's rules by [`UnitName::parse`]
-//! before any D-Bus call. A decision id already applied is not applied again
-//! (kept in memory; the audit log guards across restarts of headroom).
+//! before any D-Bus call. A decision id already applied is not applied
+//! again, and one change at a time is in flight per unit (a second waits
+//! for the first to end): the shared [`Claims`], in memory; the audit log
+//! guards across restarts of headroom.
 //!
 //! The bus is the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set, else
 //! `/var/run/dbus/system_bus_socket`) or an explicit address. Managing units
 //! needs root, or a polkit rule granting `org.freedesktop.systemd1.manage-units`.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ use zbus::{Connection, DBusError, OwnedObjectPath, OwnedVariant};
 
 use crate::actuator::{Actuator, Applied, BoxFuture, Observed, describe};
 use crate::error::{Error, Result};
+use crate::guard::Claims;
 
 /// The prefix of a systemd target's entity: `systemd/<unit>`.
 pub const ENTITY_PREFIX: &str = "systemd/";
@@ -382,7 +384,8 @@ pub struct SystemdActuator {
     bus: Bus,
     conn: Mutex<Option<Connection>>,
     timeout: Duration,
-    applied: Mutex<HashSet<String>>,
+    /// Decision ids applied, and the units being changed now.
+    claims: Claims,
 }
 
 impl fmt::Debug for SystemdActuator {
@@ -419,7 +422,7 @@ impl SystemdActuator {
     }
 
     fn new(bus: Bus) -> Self {
-        Self { bus, conn: Mutex::new(None), timeout: DEFAULT_TIMEOUT, applied: Mutex::new(HashSet::new()) }
+        Self { bus, conn: Mutex::new(None), timeout: DEFAULT_TIMEOUT, claims: Claims::new() }
     }
 
     /// Waits at most `timeout` for each job (start, stop, restart) to finish; default
@@ -755,17 +758,6 @@ impl SystemdActuator {
         Ok(Applied { changed: true, detail: done.join("; ") })
     }
 
-    /// Records `id` as being applied; false when it already was.
-    fn claim(&self, id: &str) -> bool {
-        self.applied.lock().map(|mut s| s.insert(id.to_owned())).unwrap_or(false)
-    }
-
-    fn release(&self, id: &str) {
-        if let Ok(mut s) = self.applied.lock() {
-            s.remove(id);
-        }
-    }
-
     #[instrument(skip_all, fields(target = %target.name))]
     async fn do_observe(&self, target: &Target) -> Result<Observed> {
         let unit = UnitName::of_target(target)?;
@@ -804,20 +796,21 @@ impl SystemdActuator {
         if !decision.action.is_some() {
             return Ok(Applied { changed: false, detail: describe(target, decision) });
         }
-        if !self.claim(&decision.id) {
+        let Some(ticket) = self.claims.claim_when_free(&decision.id, unit.as_str()).await else {
             return Ok(Applied {
                 changed: false,
                 detail: format!("decision {} already applied to {unit}: not repeated", decision.id),
             });
-        }
+        };
         let result = match decision.action {
             Action::ScaleTo { replicas } => self.scale(target, &unit, replicas).await,
             Action::Restart => self.restart(&unit).await,
             Action::None => Ok(Applied { changed: false, detail: describe(target, decision) }),
         };
-        if result.is_err() {
-            // Nothing (or not all) was done: a later apply of the same decision may try again.
-            self.release(&decision.id);
+        // On an error nothing (or not all) was done: dropping the ticket lets
+        // a later apply of the same decision try again.
+        if result.is_ok() {
+            ticket.done();
         }
         result
     }

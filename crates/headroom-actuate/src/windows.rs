@@ -29,9 +29,9 @@ use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
 use crate::actuator::{Actuator, Applied, BoxFuture, Observed};
 use crate::error::{Error, Result};
+use crate::guard::{Claim, Claims};
 use crate::scm::{
-    self, ACTUATOR, Claim, Claims, ExitCode, FailureActions, RecoveryAction, RecoveryKind, Restart, State, Status,
-    Step, Timing,
+    self, ACTUATOR, ExitCode, FailureActions, RecoveryAction, RecoveryKind, Restart, State, Status, Step, Timing,
 };
 
 /// Restarts Windows services through the SCM (see the module docs).

@@ -42,9 +42,9 @@ impl Sandbox {
     async fn boot(units: &[(&str, &str)]) -> Option<(Sandbox, SystemdActuator)> {
         let lock = File::create(std::env::temp_dir().join("headroom-systemd-sandbox.lock")).unwrap();
         lock.lock().unwrap();
-        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh")
-        });
+        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh"));
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let out = Command::new(&script).arg("start").arg(&state).output();

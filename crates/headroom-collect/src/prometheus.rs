@@ -72,9 +72,12 @@ pub struct PrometheusConfig {
     #[serde(default)]
     pub presets: Vec<Preset>,
     /// First evaluation time, UTC epoch milliseconds (see [`PrometheusConfig::with_range`]).
+    /// Left out in the daemon's `[[sources]]`, whose schedule sets the range of each pull.
+    #[serde(default)]
     pub start: i64,
     /// Last evaluation time at most, UTC epoch milliseconds, inclusive.
     /// Points are evaluated at `start + k·step` up to `end`.
+    #[serde(default)]
     pub end: i64,
     /// Resolution: one point per series every `step` (`30s`, `5m`, `1h`).
     #[serde(default = "default_step", with = "duration_text")]

@@ -90,6 +90,17 @@ pub struct WriteSummary {
     pub points_replaced: usize,
 }
 
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Series rewritten with their older points removed.
+    pub series_rewritten: usize,
+    /// Series removed: every point was older than the retention.
+    pub series_removed: usize,
+    /// Points removed.
+    pub points_removed: usize,
+}
+
 /// A directory of per-series Parquet files.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -174,6 +185,44 @@ impl Store {
             summary.series += 1;
         }
         staged.commit()?;
+        Ok(summary)
+    }
+
+    /// Drops every point before `keep_from_ms` (the retention), holding the
+    /// writer lock: a series with points left is rewritten atomically, one
+    /// with none left is removed. What a daemon runs so its store does not
+    /// grow without bound.
+    pub fn compact(&self, keep_from_ms: i64) -> Result<Compacted> {
+        let _lock = self.lock()?;
+        let mut staged = Staged::default();
+        let mut summary = Compacted::default();
+        let mut emptied = Vec::new();
+        for key in self.list()? {
+            let path = self.path_of(&key);
+            let Some(stored) =
+                read_series_file(&path, &shown(&path)).map_err(|e| series_error(&key, e, NOTHING_KEPT))?
+            else {
+                continue;
+            };
+            let cut = stored.ts.partition_point(|&t| t < keep_from_ms);
+            if cut == 0 {
+                continue;
+            }
+            summary.points_removed += cut;
+            if cut == stored.ts.len() {
+                emptied.push(path);
+                continue;
+            }
+            let kept =
+                SeriesData { key: key.clone(), ts: stored.ts[cut..].to_vec(), values: stored.values[cut..].to_vec() };
+            staged.write(&path, &kept).map_err(|e| series_error(&key, e, NOTHING_KEPT))?;
+            summary.series_rewritten += 1;
+        }
+        staged.commit()?;
+        for path in emptied {
+            std::fs::remove_file(&path).map_err(Error::io(shown(&path)))?;
+            summary.series_removed += 1;
+        }
         Ok(summary)
     }
 
@@ -707,6 +756,21 @@ mod tests {
         let before = store.read(&Query::default()).unwrap().series().unwrap();
         store.write(&SampleFrame::from_series([&a2]).unwrap()).unwrap();
         assert_eq!(store.read(&Query::default()).unwrap().series().unwrap(), before);
+    }
+
+    #[test]
+    fn compaction_keeps_the_retention_and_removes_series_left_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old = series("host/a", "cpu", &[(1_000, 1.0), (2_000, 2.0)]);
+        let mixed = series("host/b", "cpu", &[(1_000, 1.0), (5_000, 5.0), (6_000, 6.0)]);
+        store.write(&frame(&[old.clone(), mixed])).unwrap();
+        let c = store.compact(5_000).unwrap();
+        assert_eq!(c, Compacted { series_rewritten: 1, series_removed: 1, points_removed: 3 });
+        assert!(!store.path_of(&old.key).exists());
+        let left = store.read(&Query::default()).unwrap().series().unwrap();
+        assert_eq!((left.len(), left[0].ts.clone()), (1, vec![5_000, 6_000]));
+        assert_eq!(store.compact(5_000).unwrap(), Compacted::default(), "nothing more to do");
     }
 
     #[test]

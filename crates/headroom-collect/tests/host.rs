@@ -160,9 +160,9 @@ struct Sandbox {
 
 impl Sandbox {
     fn script() -> PathBuf {
-        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh")
-        });
+        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh"));
         assert!(
             script.is_file(),
             "{} not found: set HEADROOM_SYSTEMD_SANDBOX to the systemd sandbox script (default: scripts/testing/systemd-sandbox.sh)",

@@ -182,25 +182,34 @@ fn starts_within(counter: &SeriesData, now_ms: i64, span_ms: i64) -> Vec<i64> {
     out
 }
 
-/// Runs one cycle at `now_ms` over `world` for every target of `cfg`:
-/// forecasts each target's series from `now_ms` (and from one health window
-/// earlier, to score), then [`decide`]s.
-///
-/// `history` holds the actions already taken per target (from the audit log,
-/// or the backtest's own replay).
-pub fn cycle(
-    world: &World<'_>,
-    models: &Models<'_>,
-    cfg: &Config,
-    history: &BTreeMap<String, Vec<PastAction>>,
-    now_ms: i64,
-) -> Result<CycleReport> {
-    let grid: BTreeMap<&SeriesKey, &ResampledSeries> = world.grid.iter().map(|s| (&s.key, s)).collect();
+/// The forecasts made at one time for every target's series: what a decide
+/// step reads (the daemon makes them hourly and decides every minute).
+#[derive(Debug, Clone, Default)]
+pub struct Forecasts {
+    /// When they were made.
+    pub made_ms: i64,
+    /// Grid step of the series they were made on.
+    pub step_ms: i64,
+    /// The forecasts from `made_ms`, and those from one health window
+    /// earlier (to score against what happened since).
+    pub book: ForecastBook,
+    /// The forecasts from `made_ms` (one per target series).
+    pub current: Vec<Forecast>,
+    /// Series forecast by a fallback model, with the reason.
+    pub fallbacks: Vec<Fallback>,
+    /// Series that could not be forecast, with the reason.
+    pub errors: BTreeMap<SeriesKey, String>,
+}
+
+/// Forecasts each target's series of `grid` from `now_ms`, and from one
+/// health window earlier (to score).
+pub fn forecast(grid: &[ResampledSeries], models: &Models<'_>, cfg: &Config, now_ms: i64) -> Forecasts {
+    let by_key: BTreeMap<&SeriesKey, &ResampledSeries> = grid.iter().map(|s| (&s.key, s)).collect();
     let health_ms = cfg.detect.health.window.ms();
     let mut now_h: Vec<History<'_>> = Vec::new();
     let mut past_h = Vec::new();
     for t in &cfg.targets {
-        if let Some(s) = grid.get(&key(&t.entity, &t.metric)) {
+        if let Some(s) = by_key.get(&key(&t.entity, &t.metric)) {
             let h = history_until(s, now_ms);
             if !h.values.is_empty() && !now_h.iter().any(|x| x.key == h.key) {
                 now_h.push(h);
@@ -211,17 +220,46 @@ pub fn cycle(
             }
         }
     }
-    let (forecasts, fallbacks, errors) = forecast_all(models, &now_h);
-    let (past_forecasts, _, _) = forecast_all(models, &past_h);
-    let book = ForecastBook::new(forecasts.values().cloned().chain(past_forecasts.into_values()));
-    let mut report = decide(world, &book, cfg, history, now_ms)?;
+    let (current, fallbacks, errors) = forecast_all(models, &now_h);
+    let (past, _, _) = forecast_all(models, &past_h);
+    let book = ForecastBook::new(current.values().cloned().chain(past.into_values()));
+    let step_ms = grid.first().map_or(0, |s| s.grid.step_ms);
+    Forecasts { made_ms: now_ms, step_ms, book, current: current.into_values().collect(), fallbacks, errors }
+}
+
+/// Runs one cycle at `now_ms` over `world` for every target of `cfg`:
+/// [`forecast`]s each target's series from `now_ms` (and from one health
+/// window earlier, to score), then [`decide_with`] those forecasts.
+///
+/// `history` holds the actions already taken per target (from the audit log,
+/// or the backtest's own replay).
+pub fn cycle(
+    world: &World<'_>,
+    models: &Models<'_>,
+    cfg: &Config,
+    history: &BTreeMap<String, Vec<PastAction>>,
+    now_ms: i64,
+) -> Result<CycleReport> {
+    decide_with(world, &forecast(world.grid, models, cfg, now_ms), cfg, history, now_ms)
+}
+
+/// The decide step over forecasts made earlier (or just now): [`decide`],
+/// with the forecasts, fallbacks and failed forecasts in the report.
+pub fn decide_with(
+    world: &World<'_>,
+    forecasts: &Forecasts,
+    cfg: &Config,
+    history: &BTreeMap<String, Vec<PastAction>>,
+    now_ms: i64,
+) -> Result<CycleReport> {
+    let mut report = decide(world, &forecasts.book, cfg, history, now_ms)?;
     for t in &cfg.targets {
-        if let Some(err) = errors.get(&key(&t.entity, &t.metric)) {
+        if let Some(err) = forecasts.errors.get(&key(&t.entity, &t.metric)) {
             report.notes.push(TargetNote { target: t.name.clone(), note: format!("forecast failed: {err}") });
         }
     }
-    report.forecasts = forecasts.into_values().collect();
-    report.fallbacks = fallbacks;
+    report.forecasts = forecasts.current.clone();
+    report.fallbacks = forecasts.fallbacks.clone();
     Ok(report)
 }
 

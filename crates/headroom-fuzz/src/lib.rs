@@ -24,8 +24,11 @@ use headroom_remediate::Config;
 use headroom_remediate::audit::{Record, parse_log, replay};
 use polars::prelude::{Column, DataFrame, DataType, Int64Chunked, IntoColumn, NamedFrom, ParquetWriter, TimeZone};
 
+/// A fuzz target: its name and the function fed each input.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target, by name: what `scripts/fuzz.sh` runs and the corpus test replays.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [Target; 7] = [
     ("files", files),
     ("time", time),
     ("limits", limits),

@@ -12,6 +12,7 @@ use headroom_collect::files::FileOptions;
 use headroom_collect::limits::read_limits;
 use headroom_collect::resample::{ResampleConfig, resample_frame};
 use headroom_core::{Interrupt, Limits, ResampledSeries, SeriesData, format_duration};
+use headroom_engine::models;
 use headroom_engine::replay::ReplayReport;
 use headroom_forecast::baselines::baseline;
 use headroom_forecast::evaluate::{AUTO, Evaluation, Progress, evaluate};
@@ -99,7 +100,7 @@ pub fn backtest(args: &BacktestArgs, interrupt: &Interrupt) -> anyhow::Result<Ba
     if auto && models.is_empty() {
         anyhow::bail!("--models: {AUTO} chooses among the other models run; add at least one (lstm or a baseline)");
     }
-    let chain = fallback_chain()?;
+    let chain = models::fallback_chain()?;
     let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
     let refs: Vec<&dyn Forecaster> = models.iter().map(|m| m.as_ref()).collect();
 
@@ -198,42 +199,6 @@ fn protocol(args: &BacktestArgs) -> anyhow::Result<Protocol> {
     Protocol::new(step_ms, horizon, every).with_context(|| format!("--step {}", args.step))
 }
 
-/// Where a model without enough history for a series turns: daily seasonal
-/// naive (one day of history), else the last value.
-pub fn fallback_chain() -> anyhow::Result<Vec<Box<dyn Forecaster>>> {
-    Ok(vec![baseline("snaive-daily")?, baseline("last")?])
-}
-
-/// A model by name: `lstm` (from `model_dir`, made for the reference protocol) or a baseline.
-pub fn model(name: &str, model_dir: &Path) -> anyhow::Result<Box<dyn Forecaster>> {
-    if name != headroom_lstm::NAME {
-        return Ok(baseline(name)?);
-    }
-    let model = load_lstm(model_dir, &Protocol::reference()).with_context(|| loading(model_dir))?;
-    Ok(Box::new(headroom_lstm::LstmForecaster::new(model)))
-}
-
-/// The LSTM in `model_dir`, refused unless its card has `protocol`'s grid step
-/// and horizon (any feature set this build understands).
-fn load_lstm(model_dir: &Path, protocol: &Protocol) -> headroom_lstm::Result<headroom_lstm::LstmModel> {
-    let expected = headroom_lstm::Expectation {
-        step_ms: protocol.step_ms,
-        horizon: protocol.horizon,
-        feature_set: None,
-        ..headroom_lstm::Expectation::reference()
-    };
-    headroom_lstm::LstmModel::load(model_dir, &expected)
-}
-
-fn loading(model_dir: &Path) -> String {
-    format!(
-        "loading the LSTM from {} (train one with `headroom train --out {}`, or leave lstm out of --models: {})",
-        model_dir.display(),
-        model_dir.display(),
-        BASELINES.join(",")
-    )
-}
-
 /// A model of `--models` for the backtest's protocol: an LSTM made for another
 /// step or horizon is refused naming the flag to change.
 fn backtest_model(name: &str, args: &BacktestArgs, protocol: &Protocol) -> anyhow::Result<Box<dyn Forecaster>> {
@@ -243,7 +208,7 @@ fn backtest_model(name: &str, args: &BacktestArgs, protocol: &Protocol) -> anyho
     }
     let dir = args.model.display();
     let leave = "or leave lstm out of --models (the baselines and auto take any step and horizon)";
-    match load_lstm(&args.model, protocol) {
+    match models::load_lstm(&args.model, protocol) {
         Ok(m) => Ok(Box::new(headroom_lstm::LstmForecaster::new(m))),
         Err(headroom_lstm::Error::Mismatch { field: "step_ms", card, .. }) => {
             let card = card.parse::<i64>().map_or(card.clone(), format_duration);
@@ -263,7 +228,7 @@ fn backtest_model(name: &str, args: &BacktestArgs, protocol: &Protocol) -> anyho
                 args.horizon
             )
         }
-        Err(e) => Err(e).with_context(|| loading(&args.model)),
+        Err(e) => Err(e).with_context(|| models::loading_hint(&args.model)),
     }
 }
 

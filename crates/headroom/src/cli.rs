@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use headroom_collect::files::{FileOptions, Layout};
 use headroom_collect::resample::ResampleConfig;
 use headroom_core::TimeUnit;
+use headroom_engine::{Settings, Shard};
 
 use crate::output::Output;
 
@@ -13,12 +14,25 @@ use crate::output::Output;
 #[derive(Debug, Parser)]
 #[command(name = "headroom", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (tracing `EnvFilter` syntax); `HEADROOM_LOG` overrides it.
-    #[arg(long, global = true, default_value = "warn")]
-    pub log: String,
+    /// Log filter (tracing `EnvFilter` syntax); `HEADROOM_LOG` overrides it. `headroom run` logs at `info` unless told.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+    /// How log lines are written: `text` for a terminal, `json` for machines (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +51,18 @@ pub enum Command {
     Plan(PlanArgs),
     /// Carry out the current plan once, through the audit log (dry-run unless --enforce).
     Act(ActArgs),
+    /// Run unattended: collect, forecast and act on the schedule of headroom.toml, serving /metrics and the API.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The daemon's configuration: sources, store, schedule, targets, processes, HTTP.
+    #[arg(long, default_value = "headroom.toml")]
+    pub config: PathBuf,
+    /// Carry out decisions of targets whose config says `mode = "enforce"`. Without it, everything is dry-run.
+    #[arg(long)]
+    pub enforce: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,32 +111,68 @@ pub struct BacktestArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Recorded or collected metrics (a file, a directory of files, or a store).
-    #[arg(long, default_value = "data/sample/metrics.parquet")]
-    pub data: PathBuf,
+    /// Recorded or collected metrics (a file, a directory of files, or a store). Default: the config's
+    /// `[store] path` when it has one, else data/sample/metrics.parquet.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     #[command(flatten)]
     pub file: FileArgs,
     /// Capacity, saturation threshold and replicas per series (`entity,metric,threshold[,capacity,replicas]`).
-    #[arg(long, default_value = "data/sample/limits.csv")]
-    pub limits: PathBuf,
-    /// The trained model directory used for `lstm`.
-    #[arg(long, default_value = "models/default")]
-    pub model: PathBuf,
+    /// Default: the config's `[forecast] limits` when it has one, else data/sample/limits.csv.
+    #[arg(long)]
+    pub limits: Option<PathBuf>,
+    /// The trained model directory used for `lstm`. Default: the config's `[forecast] model_dir`, else models/default.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// The forecasting model whose quantiles drive decisions (`lstm` or a baseline name).
-    #[arg(long, default_value = "lstm")]
-    pub forecaster: String,
-    /// Remediation configuration: targets, thresholds, guardrails, ladder.
+    /// Default: the config's `[forecast] model`, else lstm.
+    #[arg(long)]
+    pub forecaster: Option<String>,
+    /// headroom.toml: targets, thresholds, guardrails, ladder (and, for the daemon, sources, store, schedule).
     #[arg(long, default_value = "data/sample/headroom.toml")]
     pub config: PathBuf,
     /// The time to plan at: `end` (the newest sample in the data), `wall` (this machine's clock) or a timestamp.
     #[arg(long, default_value = "end")]
     pub now: String,
     /// Audit log whose past actions count for cooldowns, caps and the ladder (read only for `plan`).
+    /// Default for `act`: the config's `[audit] path`, else headroom-audit/audit.jsonl.
     #[arg(long)]
     pub audit: Option<PathBuf>,
+    /// Only the targets whose series fall in shard `i` of `n` (0 ≤ i < n; a stable hash of entity and metric),
+    /// so n jobs cover every target exactly once.
+    #[arg(long)]
+    pub shard: Option<Shard>,
     /// How to print the decisions.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+/// Where `plan` and `act` read from: each flag, else what the config says, else the shipped sample.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub data: PathBuf,
+    pub limits: Option<PathBuf>,
+    pub model: PathBuf,
+    pub forecaster: String,
+}
+
+impl PlanArgs {
+    /// The inputs, from the flags first and then from `settings`.
+    pub fn inputs(&self, settings: &Settings) -> Inputs {
+        let d = settings.declared;
+        let data = self.data.clone().unwrap_or_else(|| {
+            if d.store { settings.store.path.clone() } else { "data/sample/metrics.parquet".into() }
+        });
+        // A config that says where its data is but names no limits file has none (targets carry `capacity`).
+        let limits = self.limits.clone().or_else(|| match (&settings.forecast.limits, d.store) {
+            (Some(l), _) => Some(l.clone()),
+            (None, true) => None,
+            (None, false) => Some("data/sample/limits.csv".into()),
+        });
+        let model = self.model.clone().unwrap_or_else(|| settings.forecast.model_dir.clone());
+        let forecaster = self.forecaster.clone().unwrap_or_else(|| settings.forecast.model.clone());
+        Inputs { data, limits, model, forecaster }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -147,14 +209,23 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct ForecastArgs {
-    /// Recorded metrics (a file, a directory of files, or a store).
-    #[arg(long, default_value = "data/sample/metrics.parquet")]
-    pub data: PathBuf,
+    /// Recorded metrics (a file, a directory of files, or a store). Default: the `[store] path` of
+    /// --config when given, else data/sample/metrics.parquet.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     #[command(flatten)]
     pub file: FileArgs,
-    /// The trained model directory used for `lstm`.
-    #[arg(long, default_value = "models/default")]
-    pub model: PathBuf,
+    /// The trained model directory used for `lstm`. Default: the `[forecast] model_dir` of --config, else models/default.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// headroom.toml to take the store and model from (a scheduled job beside the daemon). Only its targets'
+    /// series are forecast.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Only the series in shard `i` of `n` (0 ≤ i < n; a stable hash of entity and metric), so n jobs
+    /// forecast every series exactly once.
+    #[arg(long)]
+    pub shard: Option<Shard>,
     /// Models to run, comma-separated (`lstm` or a baseline name).
     #[arg(long, value_delimiter = ',', default_value = "snaive-daily")]
     pub models: Vec<String>,

@@ -11,9 +11,10 @@ use headroom_forecast::protocol::Protocol;
 use headroom_forecast::{Forecaster, History};
 use polars::prelude::ParquetWriter;
 
-use crate::backtest::{fallback_chain, model};
 use crate::cli::ForecastArgs;
 use crate::inspect::load;
+use headroom_engine::Settings;
+use headroom_engine::models::{fallback_chain, model};
 
 pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
     let step_ms = Protocol::reference().step_ms;
@@ -22,13 +23,31 @@ pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
         anyhow::bail!("--horizon {}: must be a whole number of {} bins", args.horizon, format_duration(step_ms));
     }
     let horizon = (horizon_ms / step_ms) as usize;
-    let frame = load(&args.data, &args.file.options()?)?;
+    // With --config, a scheduled job beside the daemon: its store, its model, its targets' series.
+    let settings = args.config.as_deref().map(Settings::load).transpose()?;
+    let data = match (&args.data, &settings) {
+        (Some(d), _) => d.clone(),
+        (None, Some(s)) => s.store.path.clone(),
+        (None, None) => "data/sample/metrics.parquet".into(),
+    };
+    let model_dir = match (&args.model, &settings) {
+        (Some(m), _) => m.clone(),
+        (None, Some(s)) => s.forecast.model_dir.clone(),
+        (None, None) => "models/default".into(),
+    };
+    let wanted = |key: &headroom_core::SeriesKey| {
+        args.shard.is_none_or(|s| s.holds(key))
+            && settings
+                .as_ref()
+                .is_none_or(|s| s.policy.targets.iter().any(|t| t.entity == key.entity && t.metric == key.metric))
+    };
+    let frame = load(&data, &args.file.options()?)?;
     // Short gaps are interpolated; a long gap inside a model's window is an error naming the series and time.
     let cfg = ResampleConfig { step_ms, max_gap_ms: DEFAULT_MAX_GAP_MS, strict: false };
     let series = resample_frame(&frame, &cfg)?;
     let histories: Vec<History<'_>> = series
         .iter()
-        .filter(|s| !s.values.is_empty())
+        .filter(|s| !s.values.is_empty() && wanted(&s.key))
         .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms, values: &s.values })
         .collect();
     // Bounded before any work: at most a week ahead, or as far as the longest
@@ -41,7 +60,7 @@ pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
              ({longest} bins, {}); a forecast reaches at most a week, or as far ahead as its history reaches back",
             args.horizon,
             format_duration(step_ms),
-            args.data.display(),
+            data.display(),
             format_duration(longest as i64 * step_ms)
         );
     }
@@ -61,7 +80,7 @@ pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
     let mut forecasts: Vec<Forecast> = Vec::new();
     let mut fallbacks = Vec::new();
     for name in &args.models {
-        let m: Box<dyn Forecaster> = model(name, &args.model)?;
+        let m: Box<dyn Forecaster> = model(name, &model_dir)?;
         let (f, used) = forecast_until(m.as_ref(), &chain, &histories, horizon, interrupt)?;
         forecasts.extend(f);
         fallbacks.extend(used);

@@ -19,17 +19,19 @@ use clap::Parser;
 use headroom_core::{Interrupt, Interrupted};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log)),
-        )
-        .init();
+    // The daemon says what it does at `info`; one-shot commands only warn.
+    let default = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default)));
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     // One TLS provider for every connection (reqwest is built without one).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -64,17 +66,47 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&err))
         }
     }
 }
+
+/// 2 for input that cannot be used (a config file, a data or limits file,
+/// a time or duration), as the README documents; 1 for anything else
+/// (a file that cannot be read, a network, a platform, a model).
+fn exit_code(err: &anyhow::Error) -> u8 {
+    use headroom_collect::Error as Collect;
+    use headroom_remediate::Error as Config;
+    let config = |e: &Config| matches!(e, Config::Parse { .. } | Config::Invalid { .. });
+    let data = |e: &Collect| {
+        matches!(e, Collect::Parse { .. } | Collect::File { .. } | Collect::Invalid { .. } | Collect::Config(_))
+    };
+    let bad_input = err.chain().any(|c| {
+        c.downcast_ref::<Config>().is_some_and(config)
+            || c.downcast_ref::<Collect>().is_some_and(data)
+            || match c.downcast_ref::<headroom_engine::Error>() {
+                Some(headroom_engine::Error::Remediate(e)) => config(e),
+                Some(headroom_engine::Error::Collect(e)) => data(e),
+                _ => false,
+            }
+            || matches!(
+            c.downcast_ref::<headroom_core::Error>(),
+            Some(headroom_core::Error::Timestamp { .. } | headroom_core::Error::Duration { .. })
+        )
+            || matches!(c.downcast_ref::<headroom_daemon::Error>(), Some(headroom_daemon::Error::Config(e)) if config(e))
+    });
+    if bad_input { 2 } else { 1 }
+}
+
+/// A command that blocks (reads files, forecasts): run off the async threads.
+type Blocking = Box<dyn FnOnce(&Interrupt) -> anyhow::Result<ExitCode> + Send>;
 
 async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone(), interrupt.clone()));
     // The blocking commands run off the async threads, so the signal task is
     // always free to raise the flag they check between units of work.
-    let blocking = |f: Box<dyn FnOnce(&Interrupt) -> anyhow::Result<ExitCode> + Send>| {
+    let blocking = |f: Blocking| {
         let interrupt = interrupt.clone();
         async move { tokio::task::spawn_blocking(move || f(&interrupt)).await? }
     };
@@ -86,6 +118,12 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         Command::Backtest(args) => blocking(Box::new(|i| backtest::run(args, i))).await,
         Command::Plan(args) => blocking(Box::new(|i| plan::run(args, i))).await,
         Command::Act(args) => act::run(args, &interrupt).await,
+        Command::Run(args) => {
+            // The daemon stops gracefully on the first signal and exits 0.
+            let options = headroom_daemon::Options { config: args.config, enforce: args.enforce };
+            headroom_daemon::run(options, cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -7,38 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use headroom_collect::limits::read_limits;
-use headroom_collect::resample::{DEFAULT_MAX_GAP_MS, ResampleConfig, resample_frame};
-use headroom_core::{Decision, Interrupt, Verdict, format_ts, parse_timestamp};
-use headroom_engine::{CycleReport, Models, World, cycle};
-use headroom_forecast::Forecaster;
-use headroom_forecast::protocol::Protocol;
-use headroom_remediate::audit::Ledger;
-use headroom_remediate::{Config, PastAction};
+use headroom_core::{Decision, Interrupt, Limits, SeriesData, SeriesKey, Verdict, format_ts, parse_timestamp};
+use headroom_engine::runner::{self, Data, Forecasting, history_by_target};
+use headroom_engine::{CycleReport, ModelSet, Settings};
 use serde_json::json;
 
-use crate::backtest::{fallback_chain, model};
-use crate::cli::PlanArgs;
+use crate::cli::{Inputs, PlanArgs};
 use crate::inspect::load;
 use crate::output::Output;
-
-/// One cycle at `--now`, with what it was run on.
-pub struct Planned {
-    /// The cycle's decisions, risks, states and forecasts.
-    pub report: CycleReport,
-    /// The time planned at.
-    pub now_ms: i64,
-    /// Where that time came from, in words.
-    pub now_from: &'static str,
-}
-
-/// Past actions per target, from an audit ledger.
-pub fn history_by_target(ledger: &Ledger) -> BTreeMap<String, Vec<PastAction>> {
-    let mut by_target: BTreeMap<String, Vec<PastAction>> = BTreeMap::new();
-    for a in ledger.history() {
-        by_target.entry(a.target.clone()).or_default().push(a);
-    }
-    by_target
-}
 
 /// Prints, once each, what reading an audit log found wrong: lines that are
 /// not records, and records a well-behaved writer would not have written.
@@ -52,41 +28,33 @@ pub fn warn_audit(report: &headroom_actuate::OpenReport) {
     }
 }
 
-/// Loads the data, limits and model of `args`, and runs one cycle of `config`
-/// with `history` and the current replicas per target that actuators reported.
-pub fn plan_once(
-    args: &PlanArgs,
-    config: &Config,
-    history: &BTreeMap<String, Vec<PastAction>>,
-    replicas: &BTreeMap<String, u32>,
-) -> anyhow::Result<Planned> {
-    let frame = load(&args.data, &args.file.options()?)?;
-    let limits = read_limits(&args.limits)?;
+/// The config of `args` (the whole headroom.toml), with only the targets of `--shard`.
+pub fn settings(args: &PlanArgs) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(&args.config)?;
+    if let Some(shard) = args.shard {
+        settings
+            .policy
+            .targets
+            .retain(|t| shard.holds(&SeriesKey { entity: t.entity.clone(), metric: t.metric.clone() }));
+    }
+    Ok(settings)
+}
+
+/// The series and limits `inputs` name, and the time `--now` names.
+pub fn load_data(args: &PlanArgs, inputs: &Inputs) -> anyhow::Result<(Vec<SeriesData>, Limits, i64, &'static str)> {
+    let frame = load(&inputs.data, &args.file.options()?)?;
+    let limits = match &inputs.limits {
+        Some(path) => read_limits(path)?,
+        None => Limits::new(),
+    };
     let raw = frame.series()?;
-    let newest = raw.iter().filter_map(|s| s.ts.last().copied()).max().context("the data holds no samples")?;
+    let newest = Data { raw: &raw, limits: &limits }.newest_ms().context("the data holds no samples")?;
     let (now_ms, now_from) = match args.now.as_str() {
         "end" => (newest, "the newest sample in the data; --now wall for this machine's clock"),
         "wall" => (headroom_actuate::audit::wall_clock_ms(), "this machine's clock"),
         ts => (parse_timestamp(ts, None).with_context(|| format!("--now {ts}"))?, "--now"),
     };
-    let protocol = Protocol::reference();
-    // Only the targets' series are resampled and forecast.
-    let wanted: Vec<_> = raw
-        .iter()
-        .filter(|s| config.targets.iter().any(|t| t.entity == s.key.entity && t.metric == s.key.metric))
-        .cloned()
-        .collect();
-    let grid = resample_frame(
-        &headroom_core::SampleFrame::from_series(&wanted)?,
-        &ResampleConfig { step_ms: protocol.step_ms, max_gap_ms: DEFAULT_MAX_GAP_MS, strict: false },
-    )?;
-    let forecaster = model(&args.forecaster, &args.model)?;
-    let chain = fallback_chain()?;
-    let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
-    let world = World { grid: &grid, raw: &raw, limits: &limits, replicas };
-    let models = Models { forecaster: forecaster.as_ref(), fallbacks: &chain, horizon: protocol.horizon };
-    let report = cycle(&world, &models, config, history, now_ms)?;
-    Ok(Planned { report, now_ms, now_from })
+    Ok((raw, limits, now_ms, now_from))
 }
 
 pub fn run(args: PlanArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
@@ -98,8 +66,13 @@ pub fn run(args: PlanArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
         }
         None => BTreeMap::new(),
     };
-    let config = Config::load(&args.config)?;
-    let Planned { report, now_ms, now_from } = plan_once(&args, &config, &history, &BTreeMap::new())?;
+    let settings = settings(&args)?;
+    let inputs = args.inputs(&settings);
+    let (raw, limits, now_ms, now_from) = load_data(&args, &inputs)?;
+    let models = ModelSet::load(&inputs.forecaster, &inputs.model)?;
+    let data = Data { raw: &raw, limits: &limits };
+    let report =
+        runner::plan(&data, Forecasting::Fresh(&models), &settings.policy, &history, &BTreeMap::new(), now_ms)?;
     interrupt.check()?;
     let mut out = std::io::stdout().lock();
     match args.output {
@@ -107,7 +80,7 @@ pub fn run(args: PlanArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
             let doc = json!({
                 "now": format_ts(now_ms),
                 "now_from": now_from,
-                "forecaster": args.forecaster,
+                "forecaster": inputs.forecaster,
                 "config": args.config,
                 "decisions": report.plan.decisions,
                 "failed_verifications": report.plan.failed_verifications,
@@ -122,7 +95,7 @@ pub fn run(args: PlanArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
                 out,
                 "plan at {} ({now_from}), forecaster {}, config {}",
                 format_ts(now_ms),
-                args.forecaster,
+                inputs.forecaster,
                 args.config.display()
             )?;
             out.write_all(render(&report).as_bytes())?;

@@ -593,3 +593,40 @@ fn readme_numbers_are_what_the_backtest_wrote(scores: &serde_json::Value) {
     let quoted = readme.split(" saturation\nevents").next().unwrap().rsplit(", ").next().unwrap();
     same("saturation events", quoted, events);
 }
+
+#[test]
+fn forecast_shards_cover_every_series_of_the_sample_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = repo().join("data/sample/metrics.parquet");
+    let series = |out: &str, args: &[&str]| -> Vec<(String, String)> {
+        let mut all = vec!["forecast", "--data", data.to_str().unwrap(), "--models", "last", "--horizon", "1h"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--out", out]);
+        ok(&headroom(&all, dir.path()));
+        let text = std::fs::read_to_string(dir.path().join(out)).unwrap();
+        let mut keys: Vec<(String, String)> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let mut f = l.split(',');
+                (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+            })
+            .collect();
+        keys.dedup();
+        keys
+    };
+    let mut whole = series("all.csv", &[]);
+    whole.sort();
+    assert!(whole.len() > 20, "{whole:?}");
+    let mut covered = Vec::new();
+    for i in 0..3 {
+        let shard = series(&format!("shard{i}.csv"), &["--shard", &format!("{i}/3")]);
+        assert!(!shard.is_empty() && shard.len() < whole.len(), "shard {i}/3: {} series", shard.len());
+        covered.extend(shard);
+    }
+    covered.sort();
+    assert_eq!(covered, whole, "three shards: every series once, none twice");
+    let out = headroom(&["forecast", "--data", data.to_str().unwrap(), "--shard", "3/3"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "a clap error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 ≤ i < n"));
+}

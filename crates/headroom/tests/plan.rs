@@ -142,7 +142,7 @@ fn an_invalid_config_is_refused_with_every_path_and_value() {
     )
     .unwrap();
     let out = headroom(&["plan", "--config", cfg.to_str().unwrap()]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "bad config: exit code 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("headroom.toml"), "{err}");
     assert!(err.contains("targets[0].min_replicas = 6") && err.contains("max_replicas = 3"), "{err}");
