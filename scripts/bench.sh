@@ -6,6 +6,8 @@
 #   ./scripts/bench.sh prometheus   # also: pull 1,000 series x 14 d x 5 min from a local Prometheus
 #   ./scripts/bench.sh inference    # also: LSTM on 10,000 series beside Holt-Winters (needs models/default)
 #   ./scripts/bench.sh backtest     # also: the default backtest, where its time goes
+#   ./scripts/bench.sh step         # also: one decide/act step over 1,000 and 10,000 targets
+#   ./scripts/bench.sh daemon       # also: the daemon's memory and idle CPU, 10,000 series x 14 d in its store
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
@@ -45,6 +47,20 @@ if [ "${1:-}" = inference ]; then
     echo
     echo "== LSTM batched inference: 10,000 series x 48 h x 3 quantiles, beside Holt-Winters"
     cargo bench -q --bench inference
+fi
+
+if [ "${1:-}" = step ]; then
+    echo
+    echo "== one decide/act step of the runner (dry-run, real audit log), median of $RUNS runs"
+    cargo bench -q -p headroom-engine --bench step -- "$RUNS"
+fi
+
+if [ "${1:-}" = daemon ]; then
+    echo
+    echo "== headroom run with 10,000 series x 14 days x 5 min in its store: peak RSS and idle CPU"
+    cargo build -q --release
+    cargo bench -q -p headroom-daemon --bench resident -- 100
+    cargo bench -q -p headroom-daemon --bench resident -- 10000
 fi
 
 if [ "${1:-}" = backtest ]; then

@@ -1,37 +1,10 @@
 //! `headroom run` end to end: the real binary, its process supervisor with
 //! real children, its store, audit log and HTTP endpoint.
 
-use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
-use headroom_e2e::{Daemon, get, request, wait_for};
+use headroom_e2e::{Daemon, WORKER, common_config, files_source, get, recorded_cpu, request, wait_for};
 use nix::sys::signal::Signal;
-
-const STEP_MS: i64 = 15 * 60_000;
-const DAY_MS: i64 = 86_400_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// Three days of a worker's CPU, up to now: quiet (0.3 cores) but for a
-/// daily peak of 1.2 cores that comes again two hours from now.
-fn recorded_cpu(path: &Path, entity: &str) {
-    let now = now_ms();
-    let end = now - now.rem_euclid(STEP_MS);
-    let peak_at = now + 2 * 3_600_000;
-    let mut csv = String::from("timestamp,entity,metric,value\n");
-    let mut t = end - 3 * DAY_MS;
-    while t <= end {
-        // Hours from the nearest daily peak.
-        let off = ((t - peak_at).rem_euclid(DAY_MS) as f64).min((peak_at - t).rem_euclid(DAY_MS) as f64) / 3_600_000.0;
-        let v = 0.3 + 0.9 * (-off * off / 2.0).exp();
-        writeln!(csv, "{},{entity},cpu,{v:.4}", headroom_core::format_ts(t)).unwrap();
-        t += STEP_MS;
-    }
-    std::fs::write(path, csv).unwrap();
-}
 
 /// The pids of the daemon's children running `sleep`.
 fn sleepers(daemon: u32) -> Vec<u32> {
@@ -56,54 +29,8 @@ fn the_daemon_scales_a_supervised_process_before_its_predicted_peak_and_stops_cl
     recorded_cpu(&d.join("cpu.csv"), "proc/worker");
     let port = headroom_e2e::free_port();
     let config = d.join("headroom.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[sources]]
-type = "files"
-paths = ["{csv}"]
-
-[store]
-path = "{store}"
-
-[audit]
-path = "{audit}"
-
-[forecast]
-model = "snaive-daily"
-
-[schedule]
-collect = "1s"
-forecast = "2s"
-act = "1s"
-
-[daemon]
-listen = "127.0.0.1:{port}"
-shutdown_timeout = "10s"
-
-[[processes]]
-name = "worker"
-command = ["sleep", "600"]
-stop_timeout = "2s"
-
-[[targets]]
-name = "worker"
-platform = "process"
-entity = "proc/worker"
-metric = "cpu"
-capacity = 1.0
-threshold = 0.8
-replicas = 1
-max_replicas = 4
-mode = "enforce"
-"#,
-            csv = d.join("cpu.csv").display(),
-            store = d.join("store").display(),
-            audit = d.join("audit.jsonl").display(),
-        ),
-    )
-    .unwrap();
+    let text = files_source(&[&d.join("cpu.csv")]) + &common_config(d, port, "") + WORKER;
+    std::fs::write(&config, text).unwrap();
 
     let mut daemon = Daemon::start(&config, port, d, true);
     let pid = daemon.child.id();

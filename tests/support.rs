@@ -153,3 +153,201 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock after 1970").as_millis() as i64
+}
+
+/// Writes to `path` (CSV: timestamp, entity, metric, value) three days of
+/// `entity`'s CPU every 15 minutes, up to now: quiet (0.3 cores) but for a
+/// daily peak of 1.2 cores that comes again two hours from now.
+pub fn recorded_cpu(path: &Path, entity: &str) {
+    use std::fmt::Write as _;
+    const STEP_MS: i64 = 15 * 60_000;
+    const DAY_MS: i64 = 86_400_000;
+    let now = now_ms();
+    let end = now - now.rem_euclid(STEP_MS);
+    let peak_at = now + 2 * 3_600_000;
+    let mut csv = String::from("timestamp,entity,metric,value\n");
+    let mut t = end - 3 * DAY_MS;
+    while t <= end {
+        // Hours from the nearest daily peak.
+        let off = ((t - peak_at).rem_euclid(DAY_MS) as f64).min((peak_at - t).rem_euclid(DAY_MS) as f64) / 3_600_000.0;
+        let v = 0.3 + 0.9 * (-off * off / 2.0).exp();
+        writeln!(csv, "{},{entity},cpu,{v:.4}", headroom_core::format_ts(t)).expect("writing to a String");
+        t += STEP_MS;
+    }
+    std::fs::write(path, csv).expect("writing the recorded CPU");
+}
+
+/// The path of `binary` on `PATH`. Panics naming the Debian package to
+/// install when it is missing: a machine without it fails the test rather
+/// than skipping it (scripts/test.sh installs it).
+pub fn require_binary(binary: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|dir| dir.join(binary)).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!(
+            "`{binary}` is not on PATH: this test runs the real one. Install it with \
+             `apt-get install -y --no-install-recommends {package}` (scripts/test.sh does)"
+        )
+    })
+}
+
+/// A real Prometheus (Debian's `prometheus` binary) on a free loopback port
+/// with its own data directory, killed by PID when dropped.
+#[derive(Debug)]
+pub struct Prometheus {
+    /// The process.
+    pub child: Child,
+    /// Its HTTP port.
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts Prometheus in `dir` (its config `config_yaml` in
+    /// `dir/prometheus.yml`, its data in `dir/prometheus-data`, its log in
+    /// `dir/prometheus.log`) with the `extra` flags, and waits (at most 60 s)
+    /// until `/-/ready` answers 200 without credentials.
+    pub fn start(dir: &Path, config_yaml: &str, extra: &[String]) -> Self {
+        let binary = require_binary("prometheus", "prometheus");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, config_yaml).expect("writing prometheus.yml");
+        let log = dir.join("prometheus.log");
+        let mut last = String::new();
+        // A port free a moment ago may be taken before Prometheus binds it: try again on another.
+        for _ in 0..3 {
+            let port = free_port();
+            let child = Command::new(&binary)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("creating prometheus.log"))
+                .spawn()
+                .expect("starting prometheus");
+            let mut prom = Self { child, port, log: log.clone() };
+            let started = Instant::now();
+            last = loop {
+                if let Ok(Some(status)) = prom.child.try_wait() {
+                    break format!("exited with {status}:\n{}", prom.log());
+                }
+                if get(port, "/-/ready").is_ok_and(|r| r.status == 200) {
+                    return prom;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    break format!("not ready after 60 s:\n{}", prom.log());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+        }
+        panic!("Prometheus did not start: {last}");
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `headroom run --config CONFIG` in `dir` (as [`Daemon::start`]) on a
+/// free loopback port, once `write_config(port)` has written the config for
+/// that port, and waits (at most 60 s) until it listens. A port free a
+/// moment ago may be taken before the daemon binds it: then (the daemon
+/// exits saying it cannot listen) the config is written again for another
+/// port, three times at most.
+pub fn start_daemon_on_free_port(
+    config: &Path,
+    dir: &Path,
+    enforce: bool,
+    mut write_config: impl FnMut(u16),
+) -> Daemon {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        write_config(port);
+        let mut daemon = Daemon::start(config, port, dir, enforce);
+        let started = Instant::now();
+        loop {
+            let log = daemon.log();
+            if log.contains("headroom daemon started") {
+                return daemon;
+            }
+            if daemon.child.try_wait().ok().flatten().is_some() {
+                assert!(log.contains("cannot listen"), "the daemon exited at start:\n{log}");
+                last = log;
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the daemon did not start within 60 s:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("the daemon found no free port in three tries:\n{last}");
+}
+
+/// The sections every daemon test shares: the store and the audit log in
+/// `dir`, daily seasonal naive, jobs every second or two, `listen` on
+/// `port`; `daemon_extra` holds more `[daemon]` keys, one per line.
+pub fn common_config(dir: &Path, port: u16, daemon_extra: &str) -> String {
+    format!(
+        r#"
+[store]
+path = {store:?}
+
+[audit]
+path = {audit:?}
+
+[forecast]
+model = "snaive-daily"
+
+[schedule]
+collect = "1s"
+forecast = "2s"
+act = "1s"
+
+[daemon]
+listen = "127.0.0.1:{port}"
+shutdown_timeout = "10s"
+{daemon_extra}
+"#,
+        store = dir.join("store").display().to_string(),
+        audit = dir.join("audit.jsonl").display().to_string(),
+    )
+}
+
+/// A files source reading `files`.
+pub fn files_source(files: &[&Path]) -> String {
+    let paths: Vec<String> = files.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    format!("\n[[sources]]\ntype = \"files\"\npaths = [{}]\n", paths.join(", "))
+}
+
+/// A supervised `sleep 600` named `worker` at one instance, and a process
+/// target scaling it in enforce mode (1 to 4 instances; 1 core, level 0.8).
+pub const WORKER: &str = r#"
+[[processes]]
+name = "worker"
+command = ["sleep", "600"]
+stop_timeout = "2s"
+
+[[targets]]
+name = "worker"
+platform = "process"
+entity = "proc/worker"
+metric = "cpu"
+capacity = 1.0
+threshold = 0.8
+replicas = 1
+max_replicas = 4
+mode = "enforce"
+"#;

@@ -349,6 +349,13 @@ impl Store {
 
     /// Reads the samples selected by `query`, series in key order, points in time order.
     pub fn read(&self, query: &Query) -> Result<SampleFrame> {
+        Ok(SampleFrame::from_series(&self.read_series(query)?)?)
+    }
+
+    /// What [`Store::read`] reads, as one [`SeriesData`] per series (no
+    /// long frame in between: what a daemon reading thousands of series
+    /// every minute keeps its memory down with).
+    pub fn read_series(&self, query: &Query) -> Result<Vec<SeriesData>> {
         let keys = match &query.series {
             Some(keys) => keys.clone(),
             None => self.list()?,
@@ -370,7 +377,7 @@ impl Store {
                 out.push(s);
             }
         }
-        Ok(SampleFrame::from_series(&out)?)
+        Ok(out)
     }
 }
 

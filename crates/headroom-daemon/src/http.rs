@@ -1,6 +1,7 @@
 //! The daemon's HTTP endpoint (axum), on loopback unless configured:
 //!
-//! * `GET /metrics` — the Prometheus exposition ([`crate::metrics`]);
+//! * `GET /metrics` — the Prometheus exposition ([`crate::metrics`]): OpenMetrics
+//!   when the `Accept` header asks for it (Prometheus does), else the text format 0.0.4;
 //! * `GET /healthz` — alive (200 while the process serves);
 //! * `GET /readyz` — 200 once the first collection and forecast succeeded,
 //!   503 before, and again from the start of shutdown;
@@ -11,12 +12,11 @@
 //! * `POST /-/reload` — re-reads the config: 200, or 400 with every problem.
 //!
 //! With `daemon.bearer_token_file`, every request but `/healthz` must carry
-//! `Authorization: Bearer <token>`; the file is re-read when it changes, so a
+//! `Authorization: Bearer <token>`; the file is read at every request, so a
 //! rotated token applies without a restart. The token is never logged.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -29,9 +29,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::Daemon;
 
-/// The OpenMetrics text format prometheus-client writes.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 /// Serves until `stop`.
 pub async fn serve(listener: tokio::net::TcpListener, d: Arc<Daemon>, stop: CancellationToken) {
     let app = router(d);
@@ -42,7 +39,6 @@ pub async fn serve(listener: tokio::net::TcpListener, d: Arc<Daemon>, stop: Canc
 
 /// The routes, with the bearer-token check in front.
 pub fn router(d: Arc<Daemon>) -> Router {
-    let tokens = Arc::new(TokenFile::default());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
@@ -50,13 +46,21 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/api/v1/forecasts", get(forecasts))
         .route("/api/v1/decisions", get(decisions))
         .route("/-/reload", post(reload))
-        .route_layer(middleware::from_fn_with_state((d.clone(), tokens), authorize))
+        .route_layer(middleware::from_fn_with_state(d.clone(), authorize))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(d)
 }
 
-async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], d.metrics.encode()).into_response()
+/// OpenMetrics to whoever asks for it (Prometheus does), else the text
+/// format 0.0.4 (`curl … | promtool check metrics`).
+async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
+    let openmetrics =
+        headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(crate::metrics::wants_openmetrics);
+    if openmetrics {
+        ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], d.metrics.encode()).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, crate::metrics::TEXT)], d.metrics.encode_text()).into_response()
+    }
 }
 
 async fn readyz(State(d): State<Arc<Daemon>>) -> Response {
@@ -135,49 +139,17 @@ async fn reload(State(d): State<Arc<Daemon>>) -> Response {
     }
 }
 
-/// The bearer token file, re-read when its modification time or length changes.
-#[derive(Debug, Default)]
-struct TokenFile {
-    cached: Mutex<Option<Cached>>,
+/// The bearer token in `path`, read at every request (a few bytes), so a
+/// rotated token applies at once, whatever the file's times say.
+fn read_token(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?.trim().to_owned())
 }
 
-/// A token as read, and what its file looked like then.
-#[derive(Debug)]
-struct Cached {
-    path: PathBuf,
-    modified: Option<SystemTime>,
-    len: u64,
-    token: String,
-}
-
-impl TokenFile {
-    fn token(&self, path: &Path) -> std::io::Result<String> {
-        let meta = std::fs::metadata(path)?;
-        let (modified, len) = (meta.modified().ok(), meta.len());
-        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = cached.as_ref()
-            && c.path == path
-            && c.modified == modified
-            && c.len == len
-        {
-            return Ok(c.token.clone());
-        }
-        let token = std::fs::read_to_string(path)?.trim().to_owned();
-        *cached = Some(Cached { path: path.to_owned(), modified, len, token: token.clone() });
-        Ok(token)
-    }
-}
-
-async fn authorize(
-    State((d, tokens)): State<(Arc<Daemon>, Arc<TokenFile>)>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn authorize(State(d): State<Arc<Daemon>>, headers: HeaderMap, request: Request, next: Next) -> Response {
     let Some(path) = d.settings().daemon.bearer_token_file.clone() else {
         return next.run(request).await;
     };
-    let want = match tokens.token(&path) {
+    let want = match read_token(&path) {
         Ok(t) if !t.is_empty() => t,
         Ok(_) | Err(_) => {
             tracing::error!(file = %path.display(), "daemon.bearer_token_file cannot be read or is empty: refusing every request");

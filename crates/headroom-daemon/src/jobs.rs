@@ -164,8 +164,18 @@ fn with_range(
     }
 }
 
-/// The series every target's entity has in the store, and the limits.
-fn load(d: &Daemon, settings: &Settings) -> Result<(Vec<SeriesData>, Limits), String> {
+/// How far back the forecast job reads: a week for the weekly seasonal
+/// baseline, and a day more to score the forecast of a day ago.
+pub const FORECAST_HISTORY: Duration = Duration::from_secs(8 * 86_400);
+/// How far back the act job reads: the health check scores the forecast of
+/// one health window ago against what happened since; a day more for slack.
+pub fn act_history(settings: &Settings) -> Duration {
+    settings.policy.detect.health.window.0 + Duration::from_secs(86_400)
+}
+
+/// The series every target's entity has in the store, from `history` before
+/// `now` on, and the limits.
+fn load(d: &Daemon, settings: &Settings, now: i64, history: Duration) -> Result<(Vec<SeriesData>, Limits), String> {
     let entities: BTreeSet<&str> = settings.policy.targets.iter().map(|t| t.entity.as_str()).collect();
     let keys: Vec<SeriesKey> = d
         .store
@@ -174,11 +184,11 @@ fn load(d: &Daemon, settings: &Settings) -> Result<(Vec<SeriesData>, Limits), St
         .into_iter()
         .filter(|k| entities.contains(k.entity.as_str()))
         .collect();
+    let start_ms = Some(now - history.as_millis() as i64);
     let mut raw = if keys.is_empty() {
         Vec::new()
     } else {
-        let frame = d.store.read(&Query { series: Some(keys), ..Query::default() }).map_err(|e| e.to_string())?;
-        frame.series().map_err(|e| e.to_string())?
+        d.store.read_series(&Query { series: Some(keys), start_ms, end_ms: None }).map_err(|e| e.to_string())?
     };
     // Supervised processes: their restarts, as the supervisor saw them.
     for t in settings.policy.targets.iter().filter(|t| t.platform == Platform::Process) {
@@ -216,12 +226,12 @@ pub async fn forecast(d: Arc<Daemon>) -> Result<(), String> {
     let settings = d.settings();
     let d2 = d.clone();
     let made = tokio::task::spawn_blocking(move || {
-        let (raw, limits) = load(&d2, &settings)?;
+        let now = headroom_actuate::audit::wall_clock_ms();
+        let (raw, limits) = load(&d2, &settings, now, FORECAST_HISTORY)?;
         if raw.is_empty() {
             return Err("the store holds no series of any target yet".to_string());
         }
         let models = models(&d2, &settings)?;
-        let now = headroom_actuate::audit::wall_clock_ms();
         runner::forecast(&Data { raw: &raw, limits: &limits }, &models, &settings.policy, now)
             .map_err(|e| e.to_string())
     })
@@ -245,7 +255,10 @@ pub async fn act(d: Arc<Daemon>) -> Result<(), String> {
     let settings = d.settings();
     let d2 = d.clone();
     let s2 = settings.clone();
-    let (raw, limits) = tokio::task::spawn_blocking(move || load(&d2, &s2)).await.map_err(|e| e.to_string())??;
+    let read_at = headroom_actuate::audit::wall_clock_ms();
+    let (raw, limits) = tokio::task::spawn_blocking(move || load(&d2, &s2, read_at, act_history(&s2)))
+        .await
+        .map_err(|e| e.to_string())??;
     let reach = if d.options.enforce {
         Reach::enforced(&settings.policy, &mut *d.platforms.lock().await).await
     } else {
@@ -328,6 +341,12 @@ fn record(d: &Daemon, step: &headroom_engine::Step, now: i64) {
         }
     }
     status.targets.clear();
+    let mut notes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for n in &step.report.notes {
+        notes.entry(n.target.as_str()).or_default().push(n.note.clone());
+    }
+    let decisions: BTreeMap<&str, &headroom_core::Decision> =
+        step.report.plan.decisions.iter().map(|d| (d.target.as_str(), d)).collect();
     for (name, state) in &step.report.states {
         if let Some(h) = &state.health {
             let label = TargetLabel { target: name.clone() };
@@ -338,15 +357,14 @@ fn record(d: &Daemon, step: &headroom_engine::Step, now: i64) {
                 m.forecast_coverage.get_or_create(&label).set(c);
             }
         }
-        let notes = step.report.notes.iter().filter(|n| &n.target == name).map(|n| n.note.clone()).collect();
         status.targets.insert(
             name.clone(),
             TargetStatus {
                 health: state.health.clone(),
                 replicas: state.replicas,
                 last_sample: state.last_sample_ms.map(format_ts),
-                notes,
-                decision: step.report.plan.decisions.iter().find(|x| &x.target == name).cloned(),
+                notes: notes.remove(name.as_str()).unwrap_or_default(),
+                decision: decisions.get(name.as_str()).map(|d| (*d).clone()),
             },
         );
     }

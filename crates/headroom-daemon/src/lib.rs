@@ -71,6 +71,45 @@ pub struct Options {
     pub enforce: bool,
 }
 
+/// The `[[processes]]` to start, each at the instance count the audit log
+/// last recorded an enforced scale of its target to (so a restart of the
+/// daemon does not undo a scale-out the policy will not repeat: the same
+/// decision id is never carried out twice), within the target's bounds;
+/// else at its configured count.
+pub fn restored_instances(
+    settings: &Settings,
+    ledger: &headroom_remediate::audit::Ledger,
+) -> Vec<headroom_actuate::process::ProcessSpec> {
+    use headroom_core::{Action, Mode};
+    use headroom_remediate::config::Platform;
+    use headroom_remediate::state::Outcome;
+    let history = ledger.history();
+    let mut specs = settings.processes.clone();
+    for spec in &mut specs {
+        let entity = format!("proc/{}", spec.name);
+        let Some(t) = settings.policy.targets.iter().find(|t| t.platform == Platform::Process && t.entity == entity)
+        else {
+            continue;
+        };
+        let last = history
+            .iter()
+            .filter(|a| a.target == t.name && a.mode == Mode::Enforce && a.outcome == Outcome::Succeeded)
+            .filter_map(|a| match a.action {
+                Action::ScaleTo { replicas } => Some((a.at_ms, replicas)),
+                _ => None,
+            })
+            .max_by_key(|(at, _)| *at);
+        if let Some((_, n)) = last {
+            let n = n.clamp(t.min_replicas, t.max_replicas);
+            if n != spec.instances {
+                tracing::info!(process = %spec.name, instances = n, configured = spec.instances, "starting at the count the audit log last scaled it to");
+                spec.instances = n;
+            }
+        }
+    }
+    specs
+}
+
 /// Runs the daemon until `stop` is cancelled, then shuts down gracefully:
 /// `/readyz` turns 503, no job starts again, the act job finishes the
 /// action in flight (at most `daemon.shutdown_timeout`), supervised
@@ -84,7 +123,8 @@ pub async fn run(options: Options, stop: CancellationToken) -> Result<(), Error>
     }
     let store = headroom_collect::store::Store::open(&settings.store.path)?.with_cancel(stop.clone());
     let (sup_stop, sup_watch) = tokio::sync::watch::channel(false);
-    let supervisor = Arc::new(Supervisor::start(settings.processes.clone(), sup_watch).await?);
+    let specs = restored_instances(&settings, log.ledger());
+    let supervisor = Arc::new(Supervisor::start(specs, sup_watch).await?);
     let platforms = Platforms::new().with_supervisor(supervisor.clone());
     let listener = tokio::net::TcpListener::bind(settings.daemon.listen)
         .await

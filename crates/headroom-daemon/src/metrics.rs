@@ -10,18 +10,19 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// A scheduled job.
+/// A scheduled job. Its label is `task`, not `job`: Prometheus gives every
+/// scraped series its own `job` label (the scrape job's name).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabel {
     /// `collect`, `forecast` or `act`.
-    pub job: String,
+    pub task: String,
 }
 
 /// A job's run, by result.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
     /// `collect`, `forecast` or `act`.
-    pub job: String,
+    pub task: String,
     /// `ok` or `error`.
     pub result: String,
 }
@@ -168,17 +169,141 @@ impl Metrics {
         self.errors.get_or_create(&ErrorLabel { kind: kind.into() }).inc();
     }
 
-    /// The exposition, in the text format.
+    /// The exposition, in the OpenMetrics text format (what Prometheus asks for).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The exposition, in the Prometheus text format 0.0.4 (for clients that
+    /// do not ask for OpenMetrics: `curl`, `promtool check metrics`).
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The media type of [`Metrics::encode`].
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of [`Metrics::encode_text`].
+pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header asks for OpenMetrics at least as much as for
+/// anything else (Prometheus does; `curl` and browsers do not).
+pub fn wants_openmetrics(accept: &str) -> bool {
+    let mut openmetrics = 0.0_f64;
+    let mut other = 0.0_f64;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.trim().parse::<f64>().ok()).unwrap_or(1.0);
+        if media == "application/openmetrics-text" {
+            openmetrics = openmetrics.max(q);
+        } else if matches!(media.as_str(), "text/plain" | "text/*" | "*/*") {
+            other = other.max(q);
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= other
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as the Prometheus text
+/// format 0.0.4, whose parsers (`promtool check metrics`, the Go client's
+/// `expfmt`) name a counter family as its samples: OpenMetrics'
+/// `# TYPE x counter` with samples `x_total` becomes `# TYPE x_total counter`.
+/// Also: `unknown` is `untyped`, an `info` family `x` is the gauge `x_info`,
+/// and `# UNIT`, `# EOF` and counters' `_created` samples are dropped (0.0.4
+/// has none of them). Sample lines are unchanged. (prometheus-client writes
+/// exemplars only for its exemplar types, which the daemon does not use.)
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::fmt::Write as _;
+    // Family name → its 0.0.4 name and type; and the samples 0.0.4 has no place for.
+    let mut families: BTreeMap<&str, (String, &str)> = BTreeMap::new();
+    let mut dropped = BTreeSet::new();
+    for line in openmetrics.lines() {
+        let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|r| r.split_once(' ')) else { continue };
+        let renamed = match kind {
+            "counter" => {
+                dropped.insert(format!("{name}_created"));
+                (format!("{name}_total"), "counter")
+            }
+            "info" => (format!("{name}_info"), "gauge"),
+            "unknown" => (name.to_owned(), "untyped"),
+            other => (name.to_owned(), other),
+        };
+        families.insert(name, renamed);
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = families.get(name).map_or(name, |f| f.0.as_str());
+            // 0.0.4 escapes backslashes and newlines in help text, not quotes.
+            let _ = writeln!(out, "# HELP {name} {}", help.replace("\\\"", "\""));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = families.get(name).map_or((name, kind), |f| (f.0.as_str(), f.1));
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        } else if !dropped.contains(&line[..line.find(['{', ' ']).unwrap_or(line.len())]) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_gets_openmetrics_and_everyone_else_the_text_format() {
+        // Prometheus 2.x's scrape Accept header.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(prometheus));
+        assert!(wants_openmetrics("application/openmetrics-text"));
+        for other in
+            ["", "*/*", "text/plain", "text/plain;version=0.0.4", "text/plain,application/openmetrics-text;q=0.5"]
+        {
+            assert!(!wants_openmetrics(other), "{other:?}");
+        }
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+    }
+
+    #[test]
+    fn the_text_format_names_counters_as_their_samples_and_keeps_every_sample() {
+        let m = Metrics::new();
+        m.job_runs.get_or_create(&RunLabels { task: "act".into(), result: "ok".into() }).inc();
+        m.job_duration.get_or_create(&JobLabel { task: "act".into() }).observe(0.01);
+        m.config_last_reload_successful.set(1);
+        let om = m.encode();
+        assert!(om.contains("# TYPE headroom_job_runs counter\n") && om.ends_with("# EOF\n"), "{om}");
+        let text = m.encode_text();
+        assert!(text.contains("# HELP headroom_job_runs_total Scheduled job runs, by result.\n"), "{text}");
+        assert!(text.contains("# TYPE headroom_job_runs_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE headroom_job_duration_seconds histogram\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        let samples = |s: &str| s.lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(samples(&text), samples(&om), "samples are unchanged");
+        assert!(text.contains("headroom_job_runs_total{task=\"act\",result=\"ok\"} 1\n"), "{text}");
+
+        let other = "# HELP x A \\\"quoted\\\" help.\n# TYPE x counter\n# UNIT x seconds\nx_total 2\nx_created 1.5\n\
+                     # TYPE b info\nb_info{v=\"1\"} 1\n# TYPE u unknown\nu 3\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(other),
+            "# HELP x_total A \"quoted\" help.\n# TYPE x_total counter\nx_total 2\n\
+             # TYPE b_info gauge\nb_info{v=\"1\"} 1\n# TYPE u untyped\nu 3\n"
+        );
     }
 }

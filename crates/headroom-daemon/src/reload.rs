@@ -52,6 +52,10 @@ pub fn start(d: Arc<Daemon>, stop: CancellationToken) -> (mpsc::Sender<ReloadRep
 pub fn apply(d: &Daemon) -> Result<(), Vec<String>> {
     crate::notify::reloading();
     let path = &d.options.config;
+    // What is read now is what the file watch compares with from now on, so
+    // a reload by SIGHUP or POST is not done again by the watch (and a
+    // refused file is not refused again until it changes).
+    d.set_config_hash(content_hash(path));
     let result = Settings::load(path);
     let outcome = match result {
         Ok(new) => {
@@ -134,7 +138,7 @@ pub fn content_hash(path: &Path) -> Option<u64> {
 
 async fn watch(d: Arc<Daemon>, tx: mpsc::Sender<ReloadReply>, stop: CancellationToken) {
     let path = d.options.config.clone();
-    let mut loaded = content_hash(&path);
+    d.set_config_hash(content_hash(&path));
     loop {
         let (every, on) = {
             let s = d.settings();
@@ -152,7 +156,7 @@ async fn watch(d: Arc<Daemon>, tx: mpsc::Sender<ReloadReply>, stop: Cancellation
             () = tokio::time::sleep(every) => {}
         }
         let now = content_hash(&path);
-        if now.is_none() || now == loaded {
+        if now.is_none() || now == d.config_hash() {
             continue;
         }
         tokio::time::sleep(SETTLE).await;
@@ -164,8 +168,7 @@ async fn watch(d: Arc<Daemon>, tx: mpsc::Sender<ReloadReply>, stop: Cancellation
         if tx.send(reply).await.is_err() {
             return;
         }
-        // A refused file is not retried until it changes again.
+        // `apply` records what it read: a refused file is not retried until it changes again.
         let _ = answer.await;
-        loaded = now;
     }
 }

@@ -101,6 +101,7 @@ pub struct Daemon {
     forecast: AtomicBool,
     stopping: AtomicBool,
     reloads: Mutex<Option<mpsc::Sender<ReloadReply>>>,
+    config_hash: Mutex<Option<u64>>,
 }
 
 impl Daemon {
@@ -130,6 +131,7 @@ impl Daemon {
             forecast: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             reloads: Mutex::new(None),
+            config_hash: Mutex::new(None),
         }
     }
 
@@ -198,11 +200,21 @@ impl Daemon {
         answer.await.unwrap_or_else(|_| Err(vec!["the reload was abandoned: the daemon is shutting down".into()]))
     }
 
+    /// The hash of the config file as last read (for the file watch).
+    pub fn config_hash(&self) -> Option<u64> {
+        *self.config_hash.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the hash of the config file as just read.
+    pub fn set_config_hash(&self, hash: Option<u64>) {
+        *self.config_hash.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = hash;
+    }
+
     /// Records a job's run.
     pub fn job_done(&self, job: &'static str, seconds: f64, result: &Result<(), String>) {
         let now = headroom_core::format_ts(headroom_actuate::audit::wall_clock_ms());
-        let labels = |r: &str| crate::metrics::RunLabels { job: job.into(), result: r.into() };
-        let job_label = crate::metrics::JobLabel { job: job.into() };
+        let labels = |r: &str| crate::metrics::RunLabels { task: job.into(), result: r.into() };
+        let job_label = crate::metrics::JobLabel { task: job.into() };
         self.metrics.job_duration.get_or_create(&job_label).observe(seconds);
         let mut status = self.status();
         let s = status.jobs.entry(job).or_default();

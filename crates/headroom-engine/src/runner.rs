@@ -74,9 +74,15 @@ pub enum Forecasting<'a> {
 /// Forecasts every target's series of `data` from `now_ms` with `models`.
 pub fn forecast(data: &Data<'_>, models: &ModelSet, cfg: &Config, now_ms: i64) -> Result<Forecasts> {
     let grid = target_grid(data.raw, cfg, models.protocol.step_ms)?;
+    Ok(forecast_grid(&grid, models, cfg, now_ms))
+}
+
+/// Forecasts every target's series of `grid` (from [`target_grid`]) from
+/// `now_ms` with `models`: for a caller that frees the raw samples first.
+pub fn forecast_grid(grid: &[ResampledSeries], models: &ModelSet, cfg: &Config, now_ms: i64) -> Forecasts {
     let chain = models.fallbacks();
     let m = Models { forecaster: models.forecaster(), fallbacks: &chain, horizon: models.protocol.horizon };
-    Ok(Forecasts { step_ms: models.protocol.step_ms, ..crate::cycle::forecast(&grid, &m, cfg, now_ms) })
+    Forecasts { step_ms: models.protocol.step_ms, ..crate::cycle::forecast(grid, &m, cfg, now_ms) }
 }
 
 /// One cycle at `now_ms`: the targets' series resampled, forecast (or the
@@ -220,6 +226,8 @@ pub async fn step(
     let actuators = &reach.actuators;
     let unreachable = reach.unreachable.clone();
     let dry = DryRun::new();
+    let targets: BTreeMap<&str, &headroom_remediate::config::Target> =
+        cfg.targets.iter().map(|t| (t.name.as_str(), t)).collect();
 
     // Intents left without an outcome by a crash: settled first, by observing.
     // An enforced one needs its platform: out of reach, it is left pending
@@ -228,7 +236,7 @@ pub async fn step(
     let mut reconciled = Vec::new();
     let mut unsettled = Vec::new();
     for d in pending {
-        let Some(target) = cfg.target(&d.target) else {
+        let Some(target) = targets.get(d.target.as_str()).copied() else {
             unsettled.push(format!("pending decision {} is for target {}, no longer in the config", d.id, d.target));
             continue;
         };
@@ -257,7 +265,7 @@ pub async fn step(
         if interrupt.raised().is_some() {
             break;
         }
-        let Some(target) = cfg.target(&d.target) else {
+        let Some(target) = targets.get(d.target.as_str()).copied() else {
             executed.push(Executed { id: d.id.clone(), outcome: None, detail: "target not in the config".into() });
             continue;
         };
