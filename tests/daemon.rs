@@ -75,6 +75,8 @@ fn the_daemon_scales_a_supervised_process_before_its_predicted_peak_and_stops_cl
     let metrics = get(port, "/metrics").unwrap().body;
     assert!(metrics.contains(r#"headroom_actions_total{action="scale",outcome="succeeded"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"headroom_config_last_reload_successful 1"#), "{metrics}");
+    // The health check's score of the forecasts, per target and model.
+    assert!(metrics.contains(r#"headroom_forecast_coverage{target="worker",model="snaive-daily"}"#), "{metrics}");
     assert!(request(port, "GET", "/api/v1/forecasts", &[]).unwrap().body.contains("\"p90\""));
 
     // SIGTERM: not ready, children stopped, exit 0, nothing carried out twice.

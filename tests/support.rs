@@ -11,16 +11,45 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The `headroom` binary of this build (beside the test executable's `deps/`).
+///
+/// This package cannot depend on a binary, so `cargo nextest run -p
+/// headroom-e2e` alone does not rebuild it: a binary older than a source
+/// file (`src/`) of a crate it is built from is refused rather than tested.
 pub fn headroom_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps/..");
     let bin = dir.join(format!("headroom{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} is not built: run the tests through cargo (cargo nextest run --workspace)",
-        bin.display()
-    );
+    let stale = "run the tests through the workspace (cargo nextest run --workspace), which builds it";
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    let built = built.unwrap_or_else(|_| panic!("{} is not built: {stale}", bin.display()));
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    for krate in std::fs::read_dir(&crates).into_iter().flatten().flatten() {
+        // The fuzz bodies are not part of the binary.
+        if krate.file_name() == "headroom-fuzz" {
+            continue;
+        }
+        if let Some(newer) = newer_source(&krate.path().join("src"), built) {
+            panic!("{} is older than {}: {stale}", bin.display(), newer.display());
+        }
+    }
     bin
+}
+
+/// A `.rs` file under `dir` changed after `than`.
+fn newer_source(dir: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(p) = newer_source(&path, than) {
+                return Some(p);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && entry.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > than)
+        {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// A loopback port nothing listens on right now.

@@ -349,7 +349,8 @@ fn record(d: &Daemon, step: &headroom_engine::Step, now: i64) {
         step.report.plan.decisions.iter().map(|d| (d.target.as_str(), d)).collect();
     for (name, state) in &step.report.states {
         if let Some(h) = &state.health {
-            let label = TargetLabel { target: name.clone() };
+            let model = state.forecast.as_ref().map_or_else(String::new, |e| e.model.clone());
+            let label = TargetLabel { target: name.clone(), model };
             if let Some(mase) = h.mase {
                 m.forecast_mase.get_or_create(&label).set(mase);
             }

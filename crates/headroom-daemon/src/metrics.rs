@@ -59,11 +59,13 @@ pub struct ErrorLabel {
     pub kind: String,
 }
 
-/// A configured target.
+/// A configured target and the model whose forecasts it is scored on.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabel {
     /// The target's name in headroom.toml.
     pub target: String,
+    /// The model that made its forecast (`lstm`, or the fallback that stood in).
+    pub model: String,
 }
 
 type Hist = Family<JobLabel, Histogram, fn() -> Histogram>;
@@ -82,9 +84,9 @@ pub struct Metrics {
     pub series_collected: Gauge,
     /// Samples written to the store.
     pub samples_collected: Counter,
-    /// MASE of each target's recent forecasts (the health check).
+    /// MASE of each target's recent forecasts, by model (the health check).
     pub forecast_mase: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    /// p10–p90 coverage of each target's recent forecasts (the health check).
+    /// p10–p90 coverage of each target's recent forecasts, by model (the health check).
     pub forecast_coverage: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Decisions, by action and mode.
     pub decisions: Family<DecisionLabels, Counter>,
