@@ -38,9 +38,10 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    /// Boots an empty sandbox, or `None` when it cannot boot and
+    /// Boots an empty sandbox that sees the host's `share` directories (even
+    /// under /tmp, which it has its own of), or `None` when it cannot boot and
     /// `HEADROOM_SKIP_SYSTEMD_TESTS=1`.
-    fn boot() -> Option<Self> {
+    fn boot(share: &[&Path]) -> Option<Self> {
         let lock = File::create(std::env::temp_dir().join("headroom-systemd-sandbox.lock")).unwrap();
         lock.lock().unwrap();
         let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX")
@@ -49,7 +50,9 @@ impl Sandbox {
         // In /tmp: the bus socket's path must stay short (a unix socket path is at most 107 bytes).
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let out = Command::new(&script).arg("start").arg(&state).output();
+        let share: Vec<String> = share.iter().map(|p| p.display().to_string()).collect();
+        let out =
+            Command::new(&script).arg("start").arg(&state).env("HEADROOM_SANDBOX_SHARE", share.join(":")).output();
         let sandbox = Self { script: script.clone(), state, _dir: dir, _lock: lock };
         let why = match &out {
             Ok(o) if o.status.success() => return Some(sandbox),
@@ -198,10 +201,12 @@ fn unit(d: &Path) -> String {
 #[test]
 fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_and_stops_cleanly() {
     let started = Instant::now();
-    // Under the target directory: the sandbox has a /tmp of its own. Made
-    // first, removed last: the sandbox (and the daemon in it) stops before.
+    // Under the target directory, shared with the sandbox with the binary's
+    // (the sandbox has a /tmp of its own, and a checkout may be under /tmp).
+    // Made first, removed last: the sandbox (and the daemon in it) stops before.
     let dir = tempfile::Builder::new().prefix("systemd-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let Some(sandbox) = Sandbox::boot() else { return };
+    let bin = headroom_bin();
+    let Some(sandbox) = Sandbox::boot(&[dir.path(), bin.parent().unwrap()]) else { return };
     let d = dir.path();
     assert!(
         !d.to_string_lossy().contains(char::is_whitespace)

@@ -20,7 +20,10 @@
 #       folders that appeared while it ran.
 #
 # What the sandbox sees: the host's file system, except /run (STATE_DIR/run,
-# bind-mounted), /tmp and /var/tmp (empty tmpfs). Its units: a D-Bus system bus
+# bind-mounted), /tmp and /var/tmp (empty tmpfs). HEADROOM_SANDBOX_SHARE
+# (directories separated by `:`, set for `start`) keeps those directories the
+# host's, at the same paths, even under /tmp or /var/tmp: files a test writes
+# there are seen inside (a checkout under /tmp, its binaries and test files). Its units: a D-Bus system bus
 # (socket-activated), the given units, and nothing of the host's boot chain;
 # the systemd-tmpfiles units are masked so that nothing cleans the host's
 # directories.
@@ -78,6 +81,24 @@ start() {
         wanted="$wanted $(basename "$unit")"
     done
 
+    # Shared directories: held under the sandbox's /run while /tmp and /var/tmp
+    # are replaced, then bound back at their own paths.
+    hold=""
+    restore=""
+    i=0
+    old_ifs=$IFS
+    IFS=:
+    for dir in ${HEADROOM_SANDBOX_SHARE:-}; do
+        [ -n "$dir" ] || continue
+        [ -d "$dir" ] || fail "HEADROOM_SANDBOX_SHARE: $dir is not a directory"
+        hold="$hold
+mkdir -p /run/.share/$i && mount --bind '$dir' /run/.share/$i"
+        restore="$restore
+mkdir -p '$dir' && mount --bind /run/.share/$i '$dir'"
+        i=$((i + 1))
+    done
+    IFS=$old_ifs
+
     # PID 1's script, run inside the new namespaces. Everything it writes
     # lands in $state/run (the sandbox's /run), never on the host.
     cat >"$state/init.sh" <<EOF
@@ -114,8 +135,10 @@ Description=headroom test sandbox
 DefaultDependencies=no
 Wants=dbus.socket dbus.service$wanted
 UNIT
+$hold
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+$restore
 export container=headroom-sandbox
 exec /lib/systemd/systemd --unit=headroom-sandbox.target --log-target=console --show-status=no
 EOF
