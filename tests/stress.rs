@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use headroom_e2e::{Daemon, Prometheus, free_port, get, now_ms, require_binary, wait_for};
+use headroom_e2e::{
+    Daemon, Prometheus, assert_intent_then_success, children, free_port, get, now_ms, require_binary, wait_for,
+};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const STEP_S: i64 = 300;
@@ -141,14 +143,7 @@ mode = "enforce"
         let has = |p: &str| d.join("store").join(p).exists();
         if has("proc/stress-ng/cpu.parquet") && has("host") { Ok(()) } else { Err(daemon.log()) }
     });
-    let decision = wait_for("a scale-out on /api/v1/decisions", LIMIT, || {
-        let r = get(port, "/api/v1/decisions").map_err(|e| e.to_string())?;
-        let doc: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
-        doc["decisions"]
-            .as_array()
-            .and_then(|v| v.iter().find(|d| d["decision"]["action"]["type"] == "scale_to").cloned())
-            .ok_or_else(|| format!("{}\n{}", r.body, daemon.log()))
-    });
+    let decision = daemon.wait_for_scale_out(LIMIT);
     assert_eq!(
         (&decision["decision"]["mode"], &decision["executed"]["outcome"]["status"]),
         (&"enforce".into(), &"succeeded".into()),
@@ -160,26 +155,13 @@ mode = "enforce"
     assert!(reason.contains("p90 of proc/stress-ng:cpu") && reason.contains("goes above 0.8"), "{reason}");
     let id = decision["decision"]["id"].as_str().unwrap().to_owned();
     // The supervisor runs that many stress-ng instances now.
-    let instances = |pid: u32| {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-            .filter(|stat| {
-                let ppid = stat.rsplit_once(") ").and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
-                stat.contains("(stress-ng") && ppid == Some(pid)
-            })
-            .count() as u64
-    };
+    let instances = |pid: u32| children(pid, "stress-ng").len() as u64;
     let pid = daemon.child.id();
     wait_for("the scaled-out instances", LIMIT, || {
         let n = instances(pid);
         if n == replicas { Ok(()) } else { Err(format!("{n} instances")) }
     });
-    let audit = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
-    let ours: Vec<&str> = audit.lines().filter(|l| l.contains(&id)).collect();
-    assert_eq!(ours.len(), 2, "intent and outcome of {id}:\n{audit}");
-    assert!(ours[0].contains("intent") && ours[1].contains("succeeded"), "{ours:?}");
+    assert_intent_then_success(&d.join("audit.jsonl"), &id);
     let metrics = get(port, "/metrics").unwrap().body;
     assert!(metrics.contains(r#"headroom_actions_total{action="scale",outcome="succeeded"} 1"#), "{metrics}");
     daemon.signal(nix::sys::signal::Signal::SIGTERM);

@@ -380,3 +380,43 @@ replicas = 1
 max_replicas = 4
 mode = "enforce"
 "#;
+
+/// The pids of `parent`'s children whose command name starts with `name`
+/// (from /proc: `pid (comm) state ppid …`).
+pub fn children(parent: u32, name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        let comm = head.split_once(" (").map_or("", |(_, c)| c);
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.starts_with(name) && ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+impl Daemon {
+    /// Waits at most `limit` for a `scale_to` decision on `/api/v1/decisions`, and returns it.
+    pub fn wait_for_scale_out(&self, limit: Duration) -> serde_json::Value {
+        wait_for("a scale-out on /api/v1/decisions", limit, || {
+            let r = self.get("/api/v1/decisions").map_err(|e| e.to_string())?;
+            let doc: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
+            doc["decisions"]
+                .as_array()
+                .and_then(|v| v.iter().find(|d| d["decision"]["action"]["type"] == "scale_to").cloned())
+                .ok_or_else(|| format!("{}\n{}", r.body, self.log()))
+        })
+    }
+}
+
+/// Asserts that decision `id` has exactly two records in the audit log at
+/// `path`: its intent, then its `succeeded` outcome.
+pub fn assert_intent_then_success(path: &Path, id: &str) {
+    let audit = std::fs::read_to_string(path).expect("the audit log");
+    let ours: Vec<&str> = audit.lines().filter(|l| l.contains(id)).collect();
+    assert_eq!(ours.len(), 2, "intent and outcome of {id}:\n{audit}");
+    assert!(ours[0].contains("intent") && ours[1].contains("succeeded"), "{ours:?}");
+}

@@ -22,7 +22,7 @@ use headroom_remediate::state::Outcome;
 use headroom_remediate::{Config, PastAction};
 use serde::Serialize;
 
-use crate::cycle::{CycleReport, Forecasts, Models, World, cycle, decide_with};
+use crate::cycle::{CycleReport, Forecasts, Models, World, decide_with};
 use crate::error::Result;
 use crate::models::ModelSet;
 
@@ -103,10 +103,9 @@ pub fn plan(
     let grid = target_grid(data.raw, cfg, step_ms)?;
     let world = World { grid: &grid, raw: data.raw, limits: data.limits, replicas };
     match forecasting {
+        // The cycle: forecast, then decide on those forecasts.
         Forecasting::Fresh(models) => {
-            let chain = models.fallbacks();
-            let m = Models { forecaster: models.forecaster(), fallbacks: &chain, horizon: models.protocol.horizon };
-            cycle(&world, &m, cfg, history, now_ms)
+            decide_with(&world, &forecast_grid(&grid, models, cfg, now_ms), cfg, history, now_ms)
         }
         Forecasting::Made(f) => decide_with(&world, f, cfg, history, now_ms),
     }
@@ -143,9 +142,6 @@ pub struct Step {
     /// One result per decision carried out, in the order of the decisions;
     /// shorter than the decisions when a stop came between them.
     pub executed: Vec<Executed>,
-    /// Enforced targets whose platform could not be reached: nothing of
-    /// theirs was carried out (their decisions are recorded as not acted).
-    pub unreachable: Vec<Unreachable>,
 }
 
 impl Step {
@@ -224,7 +220,6 @@ pub async fn step(
     let history = history_by_target(log.ledger());
     let report = plan(data, forecasting, cfg, &history, &reach.replicas, now_ms)?;
     let actuators = &reach.actuators;
-    let unreachable = reach.unreachable.clone();
     let dry = DryRun::new();
     let targets: BTreeMap<&str, &headroom_remediate::config::Target> =
         cfg.targets.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -270,7 +265,7 @@ pub async fn step(
             continue;
         };
         let enforced = d.mode == Mode::Enforce && d.action.is_some();
-        if enforced && let Some(u) = unreachable.iter().find(|u| u.target == d.target) {
+        if enforced && let Some(u) = reach.unreachable.iter().find(|u| u.target == d.target) {
             let detail = format!("not acted on: its platform could not be reached: {}", u.error);
             executed.push(Executed { id: d.id.clone(), outcome: None, detail });
             continue;
@@ -282,5 +277,5 @@ pub async fn step(
         };
         executed.push(execute(log, actuator, target, d, enforced, now_ms).await?);
     }
-    Ok(Step { report, reconciled, unsettled, executed, unreachable })
+    Ok(Step { report, reconciled, unsettled, executed })
 }
