@@ -163,6 +163,27 @@ pub struct Executed {
     pub detail: String,
 }
 
+impl Executed {
+    /// Whether the decision had been carried out before and was not repeated.
+    pub fn already_done(&self) -> bool {
+        self.outcome.is_some() && self.detail.contains("not repeated")
+    }
+
+    /// The outcome in one word, for metrics and status: `not_acted`,
+    /// `already_done`, `dry_run`, `succeeded`, `failed`, `verification_failed`, `pending`.
+    pub fn label(&self) -> &'static str {
+        match &self.outcome {
+            None => "not_acted",
+            Some(_) if self.already_done() => "already_done",
+            Some(Outcome::DryRun) => "dry_run",
+            Some(Outcome::Succeeded) => "succeeded",
+            Some(Outcome::Failed { .. }) => "failed",
+            Some(Outcome::VerificationFailed { .. }) => "verification_failed",
+            Some(Outcome::Pending) => "pending",
+        }
+    }
+}
+
 /// Carries `decision` out through `actuator`, with the audit log around it:
 ///
 /// * `none` → nothing recorded;

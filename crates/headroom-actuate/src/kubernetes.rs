@@ -710,6 +710,24 @@ impl KubernetesActuator {
         ))
     }
 
+    /// Puts back the own `minReplicas` of the HPA that owns `target`'s
+    /// workload when headroom raised it (the annotation
+    /// [`ORIGINAL_MIN_ANNOTATION`] holds it), and removes the annotation:
+    /// what the operator does when a policy is deleted. Returns what was
+    /// done, or `None` when headroom had raised nothing.
+    pub async fn restore_hpa(&self, target: &Target) -> Result<Option<String>> {
+        let workload = Self::workload(target)?;
+        let (_, reading) = self.reading(&workload).await.map_err(|f| Self::err(target, f.why()))?;
+        let Some(original) = reading.hpa.as_ref().and_then(|h| h.original_min) else {
+            return Ok(None);
+        };
+        let (step, _) = self.scale(target, &workload, original, false).await?;
+        Ok(match step {
+            Step::Send { summary, .. } => Some(summary),
+            Step::Nothing { .. } => None,
+        })
+    }
+
     #[instrument(skip_all, fields(target = %target.name))]
     async fn do_observe(&self, target: &Target) -> Result<Observed> {
         let workload = Self::workload(target)?;

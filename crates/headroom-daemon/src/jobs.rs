@@ -13,7 +13,6 @@ use headroom_core::{Action, Limits, Mode, SeriesData, SeriesKey, Verdict, format
 use headroom_engine::runner::{self, Data, Forecasting, Reach};
 use headroom_engine::{ModelSet, Settings};
 use headroom_remediate::config::Platform;
-use headroom_remediate::state::Outcome;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ActionLabels, DecisionLabels, GuardrailLabel, TargetLabel};
@@ -297,18 +296,6 @@ fn action_label(a: Action) -> &'static str {
     }
 }
 
-fn outcome_label(o: Option<&Outcome>, detail: &str) -> &'static str {
-    match o {
-        None => "not_acted",
-        Some(_) if detail.contains("not repeated") => "already_done",
-        Some(Outcome::DryRun) => "dry_run",
-        Some(Outcome::Succeeded) => "succeeded",
-        Some(Outcome::Failed { .. }) => "failed",
-        Some(Outcome::VerificationFailed { .. }) => "verification_failed",
-        Some(Outcome::Pending) => "pending",
-    }
-}
-
 /// What a step decided and did: into the status, the metrics and the log.
 fn record(d: &Daemon, step: &headroom_engine::Step, now: i64) {
     let m = &d.metrics;
@@ -327,7 +314,7 @@ fn record(d: &Daemon, step: &headroom_engine::Step, now: i64) {
         if let Some(e) = &executed
             && dec.action.is_some()
         {
-            let outcome = outcome_label(e.outcome.as_ref(), &e.detail);
+            let outcome = e.label();
             m.actions
                 .get_or_create(&ActionLabels { action: action_label(dec.action).into(), outcome: outcome.into() })
                 .inc();

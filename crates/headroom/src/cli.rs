@@ -53,6 +53,56 @@ pub enum Command {
     Act(ActArgs),
     /// Run unattended: collect, forecast and act on the schedule of headroom.toml, serving /metrics and the API.
     Run(RunArgs),
+    /// The Kubernetes operator: reconcile CapacityPolicies (`run`), or print their CRD (`crd`).
+    Operator(OperatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    #[command(subcommand)]
+    pub command: OperatorCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Run the controller (in the cluster, or against the current kubeconfig context).
+    Run(Box<OperatorRunArgs>),
+    /// Print the CapacityPolicy CustomResourceDefinition as YAML (what deploy/crd.yaml holds).
+    Crd,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorRunArgs {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    pub listen: std::net::SocketAddr,
+    /// Where each policy's audit log is kept (`<dir>/audit/<namespace>/<policy>.jsonl`): a PersistentVolume.
+    #[arg(long, default_value = "/var/lib/headroom")]
+    pub state_dir: PathBuf,
+    /// The model for policies that name none: `lstm` or a baseline.
+    #[arg(long, default_value = "lstm")]
+    pub model: String,
+    /// The trained model directory for `lstm`.
+    #[arg(long, default_value = "/models/default")]
+    pub model_dir: PathBuf,
+    /// Where Secrets named by a policy's `prometheus.secretRef` are mounted (`<dir>/<name>/token`).
+    #[arg(long, default_value = "/etc/headroom/secrets")]
+    pub secrets_dir: PathBuf,
+    /// Only reconcile policies of this namespace (default: all namespaces).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Run without leader election (one replica only).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// The Lease held by the leader.
+    #[arg(long, default_value = "headroom-operator")]
+    pub lease_name: String,
+    /// The Lease's namespace (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "headroom-system")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease and in Events (its pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Args)]

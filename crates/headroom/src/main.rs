@@ -8,6 +8,7 @@ mod collect;
 mod decisions;
 mod forecast;
 mod inspect;
+mod operator;
 mod output;
 mod plan;
 mod report;
@@ -24,7 +25,7 @@ use crate::cli::{Cli, Command, LogFormat};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon says what it does at `info`; one-shot commands only warn.
-    let default = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
+    let default = if matches!(cli.command, Command::Run(_) | Command::Operator(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default)));
     // Colours only on a terminal: a journal or a log file gets plain text.
@@ -120,6 +121,7 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         Command::Backtest(args) => blocking(Box::new(|i| backtest::run(args, i))).await,
         Command::Plan(args) => blocking(Box::new(|i| plan::run(args, i))).await,
         Command::Act(args) => act::run(args, &interrupt).await,
+        Command::Operator(args) => operator::run(args, cancel).await,
         Command::Run(args) => {
             // The daemon stops gracefully on the first signal and exits 0.
             let options = headroom_daemon::Options { config: args.config, enforce: args.enforce };
