@@ -31,7 +31,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -336,12 +336,12 @@ async fn evaluate(policy: &CapacityPolicy, ctx: &Context) -> Result<Action, Erro
     for (d, e) in step.report.plan.decisions.iter().zip(&step.executed) {
         ctx.metrics.decided(&d.action.to_string(), &d.mode.to_string(), e.label());
     }
+    draft.stepped(&target, &step, replicas, enforce && reach.unreachable.is_empty());
     if let Some(u) = reach.unreachable.first() {
         let why =
             NotReady { reason: "Unreachable", message: format!("could not read the workload to act: {}", u.error) };
         draft.not_ready(&why);
     }
-    draft.stepped(&target, &step, replicas, enforce && reach.unreachable.is_empty());
     ctx.metrics.observe(&ns, &name, &draft.status);
     if enforce && hpa_raised(ctx, &ns, kind, &policy.spec.target_ref.name).await? {
         ensure_finalizer(&api, policy).await?;
@@ -478,7 +478,14 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// Runs the controller until `stop` is cancelled: CapacityPolicies, and the
-/// Deployments, StatefulSets and HPAs they name (a change to one reconciles its policies).
+/// Deployments, StatefulSets and HPAs they name (a change to one reconciles
+/// its policies).
+///
+/// Only changes that matter trigger a reconcile: a policy's spec
+/// (generation), annotations (pause) or finalizers, and a workload's or an
+/// HPA's spec (generation). The status the controller writes itself, and
+/// the status churn of workloads and HPAs, do not (else every status write
+/// would start the next reconcile); `requeue(interval)` keeps the schedule.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: CancellationToken) {
     let client = ctx.client.clone();
     let (policies, deployments, statefulsets, hpas) = match &namespace {
@@ -490,25 +497,33 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: Cancellatio
         ),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
     };
-    let controller = Controller::new(policies, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    let naming = move |kind: WorkloadKind, ns: Option<String>, name: String| {
-        store
-            .state()
-            .into_iter()
-            .filter(|p| p.spec.target_ref.kind == kind && p.spec.target_ref.name == name && p.namespace() == ns)
-            .map(|p| ObjectRef::from_obj(&*p))
-            .collect::<Vec<_>>()
+    let (store, writer) = reflector::store();
+    let changed = predicates::generation.combine(predicates::annotations).combine(predicates::finalizers);
+    let policies = watcher(policies, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(changed, Default::default());
+    let naming = {
+        let store = store.clone();
+        move |kind: WorkloadKind, ns: Option<String>, name: String| {
+            store
+                .state()
+                .into_iter()
+                .filter(|p| p.spec.target_ref.kind == kind && p.spec.target_ref.name == name && p.namespace() == ns)
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        }
     };
     let (by_deploy, by_sts, by_hpa) = (naming.clone(), naming.clone(), naming);
-    controller
-        .watches(deployments, watcher::Config::default(), move |d: Deployment| {
+    Controller::for_stream(policies, store)
+        .watches_stream(spec_changes(deployments), move |d: Deployment| {
             by_deploy(WorkloadKind::Deployment, d.namespace(), d.name_any())
         })
-        .watches(statefulsets, watcher::Config::default(), move |s: StatefulSet| {
+        .watches_stream(spec_changes(statefulsets), move |s: StatefulSet| {
             by_sts(WorkloadKind::StatefulSet, s.namespace(), s.name_any())
         })
-        .watches(hpas, watcher::Config::default(), move |h: HorizontalPodAutoscaler| {
+        .watches_stream(spec_changes(hpas), move |h: HorizontalPodAutoscaler| {
             let target = h.spec.map(|s| s.scale_target_ref).unwrap_or_default();
             let kind = match target.kind.as_str() {
                 "StatefulSet" => WorkloadKind::StatefulSet,
@@ -534,6 +549,17 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: Cancellatio
             }
         })
         .await;
+}
+
+/// The objects of `api` whose spec changed (a new generation), not their status.
+fn spec_changes<K>(api: Api<K>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default())
 }
 
 #[cfg(test)]
