@@ -238,7 +238,7 @@ fn prometheus(policy: &CapacityPolicy, namespace: &str, scale_on: Resource, secr
     let spec = &policy.spec;
     let entity = entity(namespace, spec.target_ref.kind, &spec.target_ref.name);
     let mut cfg = PrometheusConfig::new(spec.prometheus.url.trim_end_matches('/'), 0, 0);
-    // One request per series: the history is ~2,300 points at the model's 5-minute step.
+    // One request per series: 8 days at the default 5-minute step are ~2,300 points (resampled to the model's grid later).
     cfg.concurrency = 3;
     cfg.retries = 2;
     for (metric, default) in default_queries(namespace, spec.target_ref.kind, &spec.target_ref.name) {
