@@ -102,6 +102,30 @@ fn post_reload(d: &Daemon) -> (u16, Value) {
     (r.status, doc)
 }
 
+/// A daemon on a free port whose config at `path` has `daemon_cfg` and the targets `names`.
+fn start_with(path: &Path, d: &Path, daemon_cfg: &str, names: &[&str]) -> Daemon {
+    start_daemon_on_free_port(path, d, false, |port| {
+        std::fs::write(path, config(d, port, daemon_cfg, names)).unwrap();
+    })
+}
+
+/// Waits until the targets in force are `want`.
+fn wait_names(daemon: &Daemon, what: &str, want: &[&str]) {
+    wait_for(what, LIMIT, || {
+        let n = names(&targets(daemon));
+        if n == want { Ok(()) } else { Err(format!("{n:?}\n{}", daemon.log())) }
+    });
+}
+
+/// Waits until an act job has evaluated target `name` (it has a last sample).
+fn wait_evaluated(daemon: &Daemon, name: &str) {
+    wait_for(&format!("the act job to evaluate {name}"), LIMIT, || {
+        let doc = targets(daemon);
+        let t = doc["targets"].as_array().unwrap().iter().find(|t| t["name"] == name).cloned().unwrap();
+        if t["status"]["last_sample"].is_string() { Ok(()) } else { Err(format!("{doc}")) }
+    });
+}
+
 #[test]
 fn a_valid_change_applies_at_the_next_job_on_post_and_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,9 +134,7 @@ fn a_valid_change_applies_at_the_next_job_on_post_and_on_sighup() {
     let path = d.join("headroom.toml");
     // No file watch: what applies the change is the POST, then the signal.
     let daemon_cfg = "watch_config = false";
-    let daemon = start_daemon_on_free_port(&path, d, false, |port| {
-        std::fs::write(&path, config(d, port, daemon_cfg, &["web"])).unwrap();
-    });
+    let daemon = start_with(&path, d, daemon_cfg, &["web"]);
     let port = daemon.port;
     wait_ready(&daemon, None);
     assert_eq!(names(&targets(&daemon)), ["web"]);
@@ -123,11 +145,7 @@ fn a_valid_change_applies_at_the_next_job_on_post_and_on_sighup() {
     let (status, answer) = post_reload(&daemon);
     assert_eq!((status, &answer), (200, &serde_json::json!({ "reloaded": true })), "{}", daemon.log());
     assert_eq!(names(&targets(&daemon)), ["web", "api"]);
-    wait_for("the act job to evaluate the new target", LIMIT, || {
-        let doc = targets(&daemon);
-        let api = doc["targets"].as_array().unwrap().iter().find(|t| t["name"] == "api").cloned().unwrap();
-        if api["status"]["last_sample"].is_string() { Ok(()) } else { Err(format!("{doc}")) }
-    });
+    wait_evaluated(&daemon, "api");
     assert_eq!(metric(&daemon, "headroom_config_last_reload_successful"), Some(1.0));
     let reloaded_at = metric(&daemon, "headroom_config_last_reload_success_timestamp_seconds").unwrap();
     assert!(reloaded_at > loaded_at, "the success time moves on: {loaded_at} → {reloaded_at}");
@@ -135,15 +153,8 @@ fn a_valid_change_applies_at_the_next_job_on_post_and_on_sighup() {
     // SIGHUP: the same, without an answer; seen on the API.
     replace(&path, &config(d, port, daemon_cfg, &["web", "api", "db"]));
     daemon.signal(Signal::SIGHUP);
-    wait_for("the SIGHUP reload", LIMIT, || {
-        let n = names(&targets(&daemon));
-        if n == ["web", "api", "db"] { Ok(()) } else { Err(format!("{n:?}\n{}", daemon.log())) }
-    });
-    wait_for("the act job to evaluate the third target", LIMIT, || {
-        let doc = targets(&daemon);
-        let db = doc["targets"].as_array().unwrap().iter().find(|t| t["name"] == "db").cloned().unwrap();
-        if db["status"]["last_sample"].is_string() { Ok(()) } else { Err(format!("{doc}")) }
-    });
+    wait_names(&daemon, "the SIGHUP reload", &["web", "api", "db"]);
+    wait_evaluated(&daemon, "db");
     let log = daemon.log();
     assert!(log.contains("SIGHUP: reloading the config") && log.matches("config reloaded").count() == 2, "{log}");
 }
@@ -155,9 +166,7 @@ fn an_invalid_change_is_refused_with_every_problem_and_the_old_config_keeps_runn
     record(d);
     let path = d.join("headroom.toml");
     let daemon_cfg = "watch_config = false";
-    let daemon = start_daemon_on_free_port(&path, d, false, |port| {
-        std::fs::write(&path, config(d, port, daemon_cfg, &["web"])).unwrap();
-    });
+    let daemon = start_with(&path, d, daemon_cfg, &["web"]);
     let port = daemon.port;
     let good = config(d, port, daemon_cfg, &["web"]);
     wait_ready(&daemon, None);
@@ -260,10 +269,7 @@ fn a_configmap_symlink_swap_is_picked_up_by_the_file_watch() {
 
     // The kubelet's update: no signal, no POST.
     configmap_update(&cm, "..2026_01_01_00_01_00.000000002", &config(d, port, daemon_cfg, &["web", "api"]));
-    wait_for("the watch to load the swapped config", LIMIT, || {
-        let n = names(&targets(&daemon));
-        if n == ["web", "api"] { Ok(()) } else { Err(format!("{n:?}\n{}", daemon.log())) }
-    });
+    wait_names(&daemon, "the watch to load the swapped config", &["web", "api"]);
     assert_eq!(metric(&daemon, "headroom_config_last_reload_successful"), Some(1.0));
     let log = daemon.log();
     assert!(log.contains("the config file changed: reloading") && log.contains("config reloaded"), "{log}");
@@ -278,9 +284,7 @@ fn the_daemons_bearer_token_is_required_and_a_rotated_token_applies_without_a_re
     std::fs::write(&token, "token-a\n").unwrap();
     let path = d.join("headroom.toml");
     let daemon_cfg = format!("bearer_token_file = {:?}", token.display().to_string());
-    let mut daemon = start_daemon_on_free_port(&path, d, false, |port| {
-        std::fs::write(&path, config(d, port, &daemon_cfg, &["web"])).unwrap();
-    });
+    let mut daemon = start_with(&path, d, &daemon_cfg, &["web"]);
     let port = daemon.port;
     let pid = daemon.child.id();
     wait_for("/healthz without a token", LIMIT, || match get(port, "/healthz") {

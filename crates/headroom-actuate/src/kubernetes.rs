@@ -653,15 +653,9 @@ impl KubernetesActuator {
         Ok((scale, Reading { spec_replicas, hpa }))
     }
 
-    /// Reads, decides and sends (dry run or not), re-reading after a 409.
-    /// Returns the step taken and the server's answer to it.
-    async fn scale(
-        &self,
-        target: &Target,
-        workload: &Workload,
-        want: u32,
-        dry_run: bool,
-    ) -> Result<(Step, Option<Value>)> {
+    /// A decision's replica count must lie within the target's bounds
+    /// (restoring an HPA's own floor is not a decision and is not bounded).
+    fn bounded(target: &Target, workload: &Workload, want: u32) -> Result<u32> {
         if want < target.min_replicas || want > target.max_replicas {
             return Err(Self::err(
                 target,
@@ -671,6 +665,18 @@ impl KubernetesActuator {
                 ),
             ));
         }
+        Ok(want)
+    }
+
+    /// Reads, decides and sends (dry run or not), re-reading after a 409.
+    /// Returns the step taken and the server's answer to it.
+    async fn scale(
+        &self,
+        target: &Target,
+        workload: &Workload,
+        want: u32,
+        dry_run: bool,
+    ) -> Result<(Step, Option<Value>)> {
         let mut conflict = String::new();
         for _ in 0..=self.retry.conflicts {
             let (_, reading) = self.reading(workload).await.map_err(|f| Self::err(target, f.why()))?;
@@ -778,14 +784,17 @@ impl KubernetesActuator {
         let workload = Self::workload(target)?;
         match decision.action {
             Action::None => Ok(format!("nothing for {}", target.name)),
-            Action::ScaleTo { replicas } => match self.scale(target, &workload, replicas, true).await? {
-                (Step::Nothing { why }, _) => Ok(format!("would do nothing: {why}")),
-                (Step::Send { call, summary }, answer) => Ok(format!(
-                    "would {summary} ({}; server dry run accepted{})",
-                    call.line(),
-                    answered(&call, answer.as_ref())
-                )),
-            },
+            Action::ScaleTo { replicas } => {
+                let want = Self::bounded(target, &workload, replicas)?;
+                match self.scale(target, &workload, want, true).await? {
+                    (Step::Nothing { why }, _) => Ok(format!("would do nothing: {why}")),
+                    (Step::Send { call, summary }, answer) => Ok(format!(
+                        "would {summary} ({}; server dry run accepted{})",
+                        call.line(),
+                        answered(&call, answer.as_ref())
+                    )),
+                }
+            }
             Action::Restart => {
                 let (call, answer) = self.restart(target, &workload, true).await?;
                 Ok(format!(
@@ -812,13 +821,16 @@ impl KubernetesActuator {
         };
         let applied = match decision.action {
             Action::None => unreachable!("handled above"),
-            Action::ScaleTo { replicas } => match self.scale(target, &workload, replicas, false).await? {
-                (Step::Nothing { why }, _) => Applied { changed: false, detail: why },
-                (Step::Send { call, summary }, answer) => Applied {
-                    changed: true,
-                    detail: format!("{summary} ({}{})", call.line(), answered(&call, answer.as_ref())),
-                },
-            },
+            Action::ScaleTo { replicas } => {
+                let want = Self::bounded(target, &workload, replicas)?;
+                match self.scale(target, &workload, want, false).await? {
+                    (Step::Nothing { why }, _) => Applied { changed: false, detail: why },
+                    (Step::Send { call, summary }, answer) => Applied {
+                        changed: true,
+                        detail: format!("{summary} ({}{})", call.line(), answered(&call, answer.as_ref())),
+                    },
+                }
+            }
             Action::Restart => {
                 let (call, answer) = self.restart(target, &workload, false).await?;
                 let at = call.body.as_ref().and_then(|b| b.pointer(&restart_pointer()).cloned()).unwrap_or(Value::Null);

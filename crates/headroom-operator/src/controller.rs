@@ -343,7 +343,9 @@ async fn evaluate(policy: &CapacityPolicy, ctx: &Context) -> Result<Action, Erro
         draft.not_ready(&why);
     }
     ctx.metrics.observe(&ns, &name, &draft.status);
-    if enforce && hpa_raised(ctx, &ns, kind, &policy.spec.target_ref.name).await? {
+    // Only while the finalizer is missing is there anything to learn from the HPAs.
+    let finalized = policy.finalizers().iter().any(|f| f == FINALIZER);
+    if enforce && !finalized && hpa_raised(ctx, &ns, kind, &policy.spec.target_ref.name).await? {
         ensure_finalizer(&api, policy).await?;
     }
     write_status(&api, &name, draft).await?;
@@ -433,9 +435,6 @@ async fn hpa_raised(ctx: &Context, ns: &str, kind: WorkloadKind, name: &str) -> 
 pub const FINALIZER: &str = "headroom.dev/restore-hpa";
 
 async fn ensure_finalizer(api: &Api<CapacityPolicy>, policy: &CapacityPolicy) -> Result<(), Error> {
-    if policy.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
     let mut finalizers = policy.finalizers().to_vec();
     finalizers.push(FINALIZER.into());
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": policy.resource_version()}});
@@ -452,9 +451,7 @@ pub async fn cleanup(policy: Arc<CapacityPolicy>, ctx: Arc<Context>) -> Result<A
     let ns = policy.namespace().unwrap_or_default();
     let api: Api<CapacityPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     let target = crate::policy::entity(&ns, policy.spec.target_ref.kind, &policy.spec.target_ref.name);
-    let mut t = headroom_remediate::config::Target::new(&policy.name_any(), Platform::Kubernetes, &target, "cpu");
-    t.min_replicas = 0;
-    t.max_replicas = u32::MAX;
+    let t = headroom_remediate::config::Target::new(&policy.name_any(), Platform::Kubernetes, &target, "cpu");
     if let Some(detail) = ctx.actuator.restore_hpa(&t).await.map_err(|e| Error::Engine(e.to_string()))? {
         publish(&ctx, &policy.object_ref(&()), false, "HpaRestored", &detail).await;
     }

@@ -107,6 +107,18 @@ pub struct CapacityPolicySpec {
     pub restart: Option<RestartSpec>,
 }
 
+impl CapacityPolicySpec {
+    /// A policy for the `kind` named `name`, read from the Prometheus at
+    /// `prometheus_url`, with every other field left to its default.
+    pub fn new(kind: WorkloadKind, name: &str, prometheus_url: &str) -> Self {
+        Self {
+            target_ref: TargetRef { api_version: apps_v1(), kind, name: name.into() },
+            prometheus: PrometheusRef { url: prometheus_url.into(), secret_ref: None },
+            ..Self::default()
+        }
+    }
+}
+
 /// The workload a policy acts on.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]

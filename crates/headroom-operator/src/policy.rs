@@ -315,7 +315,7 @@ pub fn template_capacity(template: &PodTemplateSpec, resource: Resource) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CapacityPolicySpec, PrometheusRef, RestartSpec, TargetRef};
+    use crate::crd::{CapacityPolicySpec, RestartSpec};
     use headroom_remediate::config::Target;
 
     fn policy(spec: CapacityPolicySpec) -> CapacityPolicy {
@@ -325,15 +325,7 @@ mod tests {
     }
 
     fn spec() -> CapacityPolicySpec {
-        CapacityPolicySpec {
-            target_ref: TargetRef {
-                api_version: "apps/v1".into(),
-                kind: WorkloadKind::Deployment,
-                name: "checkout".into(),
-            },
-            prometheus: PrometheusRef { url: "http://prometheus:9090".into(), secret_ref: None },
-            ..CapacityPolicySpec::default()
-        }
+        CapacityPolicySpec::new(WorkloadKind::Deployment, "checkout", "http://prometheus:9090")
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub const CONDITIONS: [&str; 4] = ["Ready", "ForecastHealthy", "Acting", "Paused
 
 /// RFC 3339 of `ms` since the epoch, to the second.
 pub fn rfc3339(ms: i64) -> String {
-    Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
+    headroom_core::format_ts(ms - ms.rem_euclid(1000))
 }
 
 /// Why a policy is not ready: the condition's reason and message.

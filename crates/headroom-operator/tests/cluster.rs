@@ -14,13 +14,15 @@
 //! Enforce`, the Deployment scaled; after the pause annotation, Paused. The
 //! namespace is deleted at the end (the CRD is left).
 
+mod common;
+
+use common::Recorded;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use headroom_collect::Source;
-use headroom_core::{SampleFrame, SeriesData, SeriesKey};
-use headroom_operator::crd::{CapacityPolicy, CapacityPolicySpec, PolicyMode, PrometheusRef, TargetRef, WorkloadKind};
+use headroom_core::{SeriesData, SeriesKey};
+use headroom_operator::crd::{CapacityPolicy, CapacityPolicySpec, PolicyMode, WorkloadKind};
 use headroom_operator::policy::Defaults;
 use headroom_operator::{LeaseOptions, Options, Sources};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -31,21 +33,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug)]
-struct Recorded(Vec<SeriesData>);
-
-impl Source for Recorded {
-    fn describe(&self) -> String {
-        "recorded history".into()
-    }
-    fn collect<'a>(
-        &'a self,
-        _: &'a tokio_util::sync::CancellationToken,
-    ) -> BoxFuture<'a, headroom_collect::Result<SampleFrame>> {
-        Box::pin(async move { Ok(SampleFrame::from_series(self.0.iter())?) })
-    }
-}
 
 /// Eight days of CPU ending now: 1.0 core, with a daily peak of 1.8 three hours from now.
 fn history(entity: &str) -> Vec<SeriesData> {
@@ -112,16 +99,10 @@ async fn the_operator_explains_then_acts_on_a_real_cluster() {
 
     let policies: Api<CapacityPolicy> = Api::namespaced(client.clone(), &ns);
     let spec = CapacityPolicySpec {
-        target_ref: TargetRef {
-            api_version: "apps/v1".into(),
-            kind: WorkloadKind::Deployment,
-            name: "checkout".into(),
-        },
-        prometheus: PrometheusRef { url: "http://prometheus.monitoring.svc:9090".into(), secret_ref: None },
         min_replicas: Some(2),
         max_replicas: Some(6),
         interval: Some("10s".into()),
-        ..CapacityPolicySpec::default()
+        ..CapacityPolicySpec::new(WorkloadKind::Deployment, "checkout", "http://prometheus.monitoring.svc:9090")
     };
     policies.create(&PostParams::default(), &CapacityPolicy::new("checkout", spec)).await.expect("policy");
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use headroom_core::Interrupted;
 use headroom_operator::controller::{FOLLOWER_POLL, reconcile};
-use headroom_operator::crd::{CapacityPolicy, CapacityPolicySpec, PrometheusRef, TargetRef, WorkloadKind};
+use headroom_operator::crd::{CapacityPolicy, CapacityPolicySpec, WorkloadKind};
 use headroom_operator::policy::Defaults;
 use headroom_operator::{Context, Election, Leadership, LeaseOptions, Sources};
 use http::{Request, Response};
@@ -461,15 +461,7 @@ fn strict_api() -> (Client, Arc<Mutex<Vec<String>>>) {
 }
 
 fn policy() -> CapacityPolicy {
-    let spec = CapacityPolicySpec {
-        target_ref: TargetRef {
-            api_version: "apps/v1".into(),
-            kind: WorkloadKind::Deployment,
-            name: "checkout".into(),
-        },
-        prometheus: PrometheusRef { url: "http://prometheus:9090".into(), secret_ref: None },
-        ..CapacityPolicySpec::default()
-    };
+    let spec = CapacityPolicySpec::new(WorkloadKind::Deployment, "checkout", "http://prometheus:9090");
     let mut p = CapacityPolicy::new("checkout", spec);
     p.metadata.namespace = Some("shop".into());
     p

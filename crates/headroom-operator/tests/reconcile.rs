@@ -5,17 +5,19 @@
 //! comes from recorded series through the `Source` boundary; forecasts are
 //! the engine's (daily seasonal naive, so the numbers are exact).
 
+mod common;
+
+use common::Recorded;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use headroom_collect::Source;
 use headroom_collect::prometheus::PrometheusConfig;
-use headroom_core::{SampleFrame, SeriesData, SeriesKey};
+use headroom_core::{SeriesData, SeriesKey};
 use headroom_operator::controller::{Context, FINALIZER, Sources, reconcile};
-use headroom_operator::crd::{CapacityPolicy, CapacityPolicySpec, PolicyMode, PrometheusRef, TargetRef, WorkloadKind};
+use headroom_operator::crd::{CapacityPolicy, CapacityPolicySpec, PolicyMode, WorkloadKind};
 use headroom_operator::leader::Leadership;
 use headroom_operator::policy::Defaults;
 use http::{Request, Response};
@@ -25,7 +27,6 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const POLICIES: &str = "/apis/headroom.dev/v1alpha1/namespaces/shop/capacitypolicies";
 const STATUS: &str = "/apis/headroom.dev/v1alpha1/namespaces/shop/capacitypolicies/checkout/status";
@@ -207,16 +208,10 @@ fn policy_list(items: Vec<&CapacityPolicy>) -> Value {
 
 fn policy(mode: PolicyMode) -> CapacityPolicy {
     let spec = CapacityPolicySpec {
-        target_ref: TargetRef {
-            api_version: "apps/v1".into(),
-            kind: WorkloadKind::Deployment,
-            name: "checkout".into(),
-        },
-        prometheus: PrometheusRef { url: "http://prometheus.monitoring:9090".into(), secret_ref: None },
         min_replicas: Some(2),
         max_replicas: Some(10),
         mode,
-        ..CapacityPolicySpec::default()
+        ..CapacityPolicySpec::new(WorkloadKind::Deployment, "checkout", "http://prometheus.monitoring:9090")
     };
     let mut p = CapacityPolicy::new("checkout", spec);
     p.metadata.namespace = Some("shop".into());
@@ -246,18 +241,6 @@ fn cpu_history(shift_ms: i64, factor: f64) -> Vec<SeriesData> {
         })
         .collect();
     vec![SeriesData::from_points(key, &points)]
-}
-
-#[derive(Debug)]
-struct Recorded(Vec<SeriesData>);
-
-impl Source for Recorded {
-    fn describe(&self) -> String {
-        "recorded history".into()
-    }
-    fn collect<'a>(&'a self, _: &'a CancellationToken) -> BoxFuture<'a, headroom_collect::Result<SampleFrame>> {
-        Box::pin(async move { Ok(SampleFrame::from_series(self.0.iter())?) })
-    }
 }
 
 fn recorded(series: Vec<SeriesData>) -> Sources {
