@@ -11,7 +11,8 @@
 # nbclient/nbformat/ipykernel (notebooks/backtest.ipynb is executed). Run as
 # root on Debian/Ubuntu, or install those yourself and set SKIP_INSTALL=1.
 #
-# The Windows SCM adapter (crates/headroom-actuate/src/windows.rs) is
+# The Windows SCM adapter (crates/headroom-actuate/src/windows.rs) and the
+# Windows service (crates/headroom-service/src/windows.rs) are
 # type-checked, never run: `cargo check --target x86_64-pc-windows-gnu` needs
 # the rustup target and a MinGW C compiler (ring and psm build C code even
 # for a check). If either cannot be had, a banner says so and the tests go on.
@@ -28,6 +29,8 @@ install_deps() {
     command -v stress-ng >/dev/null || pkgs+=(stress-ng)
     command -v systemctl >/dev/null || pkgs+=(systemd)
     command -v dbus-daemon >/dev/null || pkgs+=(dbus)
+    # The service install test asks the real polkit whether the generated rule grants a unit.
+    [ -x /usr/lib/polkit-1/polkitd ] || pkgs+=(polkitd)
     command -v chromium >/dev/null || command -v chromium-browser >/dev/null || pkgs+=(chromium)
     command -v x86_64-w64-mingw32-gcc >/dev/null || pkgs+=(gcc-mingw-w64-x86-64-win32)
     if [ ${#pkgs[@]} -gt 0 ]; then
@@ -67,14 +70,14 @@ windows_check() {
         fi
         if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
             banner "WINDOWS CODE NOT TYPE-CHECKED: the rustup target $target could not be installed" \
-                "(no rustup, or no network to static.rust-lang.org). crates/headroom-actuate/src/windows.rs" \
-                "was NOT compiled in this run. Fix: rustup target add $target"
+                "(no rustup, or no network to static.rust-lang.org). crates/headroom-actuate/src/windows.rs and" \
+                "crates/headroom-service/src/windows.rs were NOT compiled in this run. Fix: rustup target add $target"
             return 0
         fi
     fi
     if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
         banner "WINDOWS CODE NOT TYPE-CHECKED: x86_64-w64-mingw32-gcc is missing (ring and psm need it)." \
-            "crates/headroom-actuate/src/windows.rs was NOT compiled in this run." \
+            "crates/headroom-actuate/src/windows.rs and crates/headroom-service/src/windows.rs were NOT compiled in this run." \
             "Fix: apt-get install gcc-mingw-w64-x86-64-win32"
         return 0
     fi
@@ -82,6 +85,10 @@ windows_check() {
     # systemd, and headroom-core without its Polars frames.
     log "cargo check --target $target -p headroom-actuate --lib --no-default-features --features windows (type-check only: nothing Windows runs here)"
     cargo check --target "$target" -p headroom-actuate --lib --no-default-features --features windows
+    # The Windows service (install/uninstall/status, the dispatcher of
+    # `headroom run --service`, the Event Log sink): crates/headroom-service/src/windows.rs.
+    log "cargo check --target $target -p headroom-service --lib (type-check only: nothing Windows runs here)"
+    cargo check --target "$target" -p headroom-service --lib
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || install_deps

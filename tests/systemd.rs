@@ -15,113 +15,28 @@
 //! `HEADROOM_SKIP_SYSTEMD_TESTS=1`, which turns it into a no-op.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use headroom_e2e::{WORKER, common_config, files_source, get, headroom_bin, recorded_cpu, wait_for};
+use headroom_e2e::{Sandbox, WORKER, common_config, files_source, get, headroom_bin, recorded_cpu, wait_for};
 
-const SKIP: &str = "HEADROOM_SKIP_SYSTEMD_TESTS";
 const UNIT: &str = "headroom-test.service";
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A real systemd booted by `systemd-sandbox.sh`, stopped (by its PID, via
-/// the script) when dropped. One at a time across test binaries (the lock
-/// the actuator's sandbox tests take): the script's cleanup removes the
-/// cgroup folders created since it started.
-struct Sandbox {
-    script: PathBuf,
-    state: PathBuf,
-    _dir: tempfile::TempDir,
-    _lock: File,
+/// `systemctl show -p A,B,… UNIT`.
+fn show(sandbox: &Sandbox, properties: &[&str]) -> BTreeMap<String, String> {
+    sandbox.show(UNIT, properties)
 }
 
-impl Sandbox {
-    /// Boots an empty sandbox that sees the host's `share` directories (even
-    /// under /tmp, which it has its own of), or `None` when it cannot boot and
-    /// `HEADROOM_SKIP_SYSTEMD_TESTS=1`.
-    fn boot(share: &[&Path]) -> Option<Self> {
-        let lock = File::create(std::env::temp_dir().join("headroom-systemd-sandbox.lock")).unwrap();
-        lock.lock().unwrap();
-        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/testing/systemd-sandbox.sh"));
-        // In /tmp: the bus socket's path must stay short (a unix socket path is at most 107 bytes).
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let share: Vec<String> = share.iter().map(|p| p.display().to_string()).collect();
-        let out =
-            Command::new(&script).arg("start").arg(&state).env("HEADROOM_SANDBOX_SHARE", share.join(":")).output();
-        let sandbox = Self { script: script.clone(), state, _dir: dir, _lock: lock };
-        let why = match &out {
-            Ok(o) if o.status.success() => return Some(sandbox),
-            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-            Err(e) => format!("cannot run {}: {e}", script.display()),
-        };
-        if std::env::var(SKIP).as_deref() == Ok("1") {
-            eprintln!("skipped: the systemd sandbox did not boot ({}); {SKIP}=1", why.trim());
-            return None;
-        }
-        panic!(
-            "the systemd sandbox did not boot: {}\nthis test needs root and the systemd and dbus packages (scripts/test.sh installs them); set {SKIP}=1 to skip it",
-            why.trim()
-        );
-    }
-
-    /// Installs a unit file and has systemd read it.
-    fn install(&self, name: &str, text: &str) {
-        std::fs::write(self.state.join("run/systemd/system").join(name), text).unwrap();
-        self.run(&["systemctl", "daemon-reload"]);
-    }
-
-    /// Runs `args` inside the sandbox: exit status and stdout.
-    fn exec(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(&self.script).arg("exec").arg(&self.state).args(args).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    /// Runs `args` inside the sandbox, which must succeed; its stdout.
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.script).arg("exec").arg(&self.state).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.status()
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// `systemctl show -p A,B,… UNIT`, as systemd's own client reads it.
-    fn show(&self, properties: &[&str]) -> BTreeMap<String, String> {
-        let out = self.run(&["systemctl", "show", "-p", &properties.join(","), UNIT]);
-        out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
-    }
-
-    /// `systemctl status` of the unit: what a failure message needs (the
-    /// sandbox's systemd logs to its own console, nowhere to read).
-    fn status(&self) -> String {
-        self.exec(&["systemctl", "status", "--no-pager", "--full", UNIT]).1
-    }
-
-    /// The PIDs (the sandbox's) of every `sleep` in the sandbox, and of those whose parent is `parent`.
-    fn sleepers(&self, parent: &str) -> (Vec<String>, Vec<String>) {
-        let list = |args: &[&str]| -> Vec<String> {
-            let (_, out) = self.exec(args);
-            let mut pids: Vec<String> = out.lines().map(str::to_owned).collect();
-            pids.sort();
-            pids
-        };
-        (list(&["pgrep", "-x", "sleep"]), list(&["pgrep", "-x", "-P", parent, "sleep"]))
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("stop").arg(&self.state).status();
-    }
+/// The PIDs (the sandbox's) of every `sleep` in the sandbox, and of those whose parent is `parent`.
+fn sleepers(sandbox: &Sandbox, parent: &str) -> (Vec<String>, Vec<String>) {
+    let list = |args: &[&str]| -> Vec<String> {
+        let (_, out) = sandbox.exec(args);
+        let mut pids: Vec<String> = out.lines().map(str::to_owned).collect();
+        pids.sort();
+        pids
+    };
+    (list(&["pgrep", "-x", "sleep"]), list(&["pgrep", "-x", "-P", parent, "sleep"]))
 }
 
 /// `text` without its ANSI colour sequences (the daemon colours its log
@@ -207,6 +122,7 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
     let dir = tempfile::Builder::new().prefix("systemd-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let bin = headroom_bin();
     let Some(sandbox) = Sandbox::boot(&[dir.path(), bin.parent().unwrap()]) else { return };
+    let sandbox = sandbox.watching(UNIT);
     let d = dir.path();
     assert!(
         !d.to_string_lossy().contains(char::is_whitespace)
@@ -223,7 +139,7 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
 
     // 1. Type=notify: `systemctl start` returns once READY=1 came, not when the process began.
     sandbox.run(&["systemctl", "start", UNIT]);
-    let up = sandbox.show(&["ActiveState", "SubState", "MainPID", "NRestarts", "StatusText"]);
+    let up = show(&sandbox, &["ActiveState", "SubState", "MainPID", "NRestarts", "StatusText"]);
     assert_eq!((up["ActiveState"].as_str(), up["SubState"].as_str()), ("active", "running"), "{up:?}\n{}", log());
     assert_eq!(up["NRestarts"], "0");
     // READY=1 is sent once the endpoint listens: it answers at once.
@@ -234,13 +150,13 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
     // STATUS=: the daemon's summary, brought up to date by the watchdog pings.
     assert!(up["StatusText"].starts_with("1 targets, 1 sources, "), "{up:?}");
     let status_text = wait_for("StatusText saying ready", LIMIT, || {
-        let s = sandbox.show(&["StatusText"]).remove("StatusText").unwrap_or_default();
+        let s = show(&sandbox, &["StatusText"]).remove("StatusText").unwrap_or_default();
         if s.contains("ready") && s.contains("act ok") { Ok(s) } else { Err(s) }
     });
     assert!(status_text.starts_with("1 targets, 1 sources, ready; "), "{status_text}");
     // WATCHDOG=1 at half of WatchdogSec: systemd saw pings, and keeps seeing them.
     let ping =
-        || sandbox.show(&["WatchdogTimestampMonotonic"]).remove("WatchdogTimestampMonotonic").unwrap_or_default();
+        || show(&sandbox, &["WatchdogTimestampMonotonic"]).remove("WatchdogTimestampMonotonic").unwrap_or_default();
     let first_ping = wait_for("a watchdog ping", LIMIT, || {
         let p = ping();
         if p.parse::<u64>().is_ok_and(|t| t > 0) { Ok(p) } else { Err(p) }
@@ -272,7 +188,7 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
     let replicas = ours[0]["decision"]["action"]["replicas"].as_u64().unwrap();
     assert!(replicas >= 2, "{}", ours[0]);
     wait_for("the new instances, children of the main process", LIMIT, || {
-        let (all, children) = sandbox.sleepers(&first_pid);
+        let (all, children) = sleepers(&sandbox, &first_pid);
         if children.len() as u64 == replicas && all == children { Ok(()) } else { Err(format!("{all:?} {children:?}")) }
     });
 
@@ -280,7 +196,7 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
     // Restart=always brings it back, once, through READY=1 again.
     sandbox.run(&["kill", "-KILL", &first_pid]);
     let again = wait_for("the automatic restart", LIMIT, || {
-        let s = sandbox.show(&["ActiveState", "SubState", "MainPID", "NRestarts"]);
+        let s = show(&sandbox, &["ActiveState", "SubState", "MainPID", "NRestarts"]);
         let back = s["NRestarts"] == "1" && s["ActiveState"] == "active" && s["SubState"] == "running";
         if back && s["MainPID"] != first_pid && s["MainPID"] != "0" { Ok(s) } else { Err(format!("{s:?}")) }
     });
@@ -288,7 +204,7 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
     // The killed daemon's children went with its cgroup; the new one starts
     // the worker at the count the audit log last scaled it to, not its configured one.
     wait_for("the scaled-out instances again, the new main process's", LIMIT, || {
-        let (all, children) = sandbox.sleepers(&second_pid);
+        let (all, children) = sleepers(&sandbox, &second_pid);
         if children.len() as u64 == replicas && all == children { Ok(()) } else { Err(format!("{all:?} {children:?}")) }
     });
 
@@ -313,7 +229,7 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
     assert_eq!(worker["status"]["replicas"], replicas, "restored from the audit log: {}", r.body);
     let decision = &worker["status"]["decision"];
     assert_eq!(decision["action"]["type"], "none", "{decision}");
-    let (_, children) = sandbox.sleepers(&second_pid);
+    let (_, children) = sleepers(&sandbox, &second_pid);
     assert_eq!(children.len() as u64, replicas, "not scaled again: {children:?}");
     // In the audit log: the action once, with its two records; no intent repeated.
     let records = audit(&audit_path);
@@ -326,12 +242,12 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
 
     // 4. `systemctl stop`: SIGTERM, a graceful stop, exit 0.
     sandbox.run(&["systemctl", "stop", UNIT]);
-    let down = sandbox.show(&["ActiveState", "SubState"]);
+    let down = show(&sandbox, &["ActiveState", "SubState"]);
     assert_eq!((down["ActiveState"].as_str(), down["SubState"].as_str()), ("inactive", "dead"), "{down:?}");
     let stops = std::fs::read_to_string(d.join("stops")).unwrap_or_default();
     let stops: Vec<&str> = stops.lines().collect();
     // SERVICE_RESULT EXIT_CODE EXIT_STATUS: killed by the SIGKILL, then an exit with status 0.
-    assert_eq!(stops, ["signal killed KILL", "success exited 0"], "{}\n{}", sandbox.status(), log());
+    assert_eq!(stops, ["signal killed KILL", "success exited 0"], "{}\n{}", sandbox.status(UNIT), log());
     let text = log();
     assert_eq!(text.matches("headroom daemon started").count(), 2, "{text}");
     assert_eq!(text.matches("headroom daemon stopped").count(), 1, "only the second run stopped cleanly: {text}");
@@ -343,7 +259,7 @@ fn the_daemon_runs_as_a_notify_service_survives_a_sigkill_without_acting_twice_a
             .map(|m| last_run.find(m))
             .collect();
     assert!(order.iter().all(Option::is_some) && order.is_sorted(), "{order:?}: {last_run}");
-    let (all, _) = sandbox.sleepers(&second_pid);
+    let (all, _) = sleepers(&sandbox, &second_pid);
     assert!(all.is_empty(), "supervised children left behind: {all:?}");
     // Complete: every intent has its outcome, and no id was carried out twice.
     let records = audit(&audit_path);

@@ -23,9 +23,17 @@
 # bind-mounted), /tmp and /var/tmp (empty tmpfs). HEADROOM_SANDBOX_SHARE
 # (directories separated by `:`, set for `start`) keeps those directories the
 # host's, at the same paths, even under /tmp or /var/tmp: files a test writes
-# there are seen inside (a checkout under /tmp, its binaries and test files). Its units: a D-Bus system bus
-# (socket-activated), the given units, and nothing of the host's boot chain;
-# the systemd-tmpfiles units are masked so that nothing cleans the host's
+# there are seen inside (a checkout under /tmp, its binaries and test files).
+# HEADROOM_SANDBOX_OVERLAY (directories separated by `:`, set for `start`)
+# makes those host directories copy-on-write inside: the sandbox reads the
+# host's files there, but what it writes, renames or deletes lands in
+# STATE_DIR/overlay/<n>/upper (n: the directory's position in the list) and
+# never on the host (e.g. /etc, to install a service with its user, unit and
+# polkit rule at their real paths). Its units: a D-Bus system bus
+# (socket-activated), journald (socket-activated, volatile: /run/log/journal,
+# read with `exec STATE_DIR journalctl`), the given units, polkit when the
+# bus asks for it, and nothing of the host's boot chain; the
+# systemd-tmpfiles units are masked so that nothing cleans the host's
 # directories.
 #
 # Needs root, util-linux (unshare, nsenter), the Debian packages `systemd` and
@@ -97,6 +105,18 @@ mkdir -p /run/.share/$i && mount --bind '$dir' /run/.share/$i"
 mkdir -p '$dir' && mount --bind /run/.share/$i '$dir'"
         i=$((i + 1))
     done
+    overlay=""
+    i=0
+    IFS=:
+    for dir in ${HEADROOM_SANDBOX_OVERLAY:-}; do
+        [ -n "$dir" ] || continue
+        [ -d "$dir" ] || fail "HEADROOM_SANDBOX_OVERLAY: $dir is not a directory"
+        mkdir -p "$state/overlay/$i/upper" "$state/overlay/$i/work"
+        printf '%s\n' "$dir" >"$state/overlay/$i/path"
+        overlay="$overlay
+mount -t overlay overlay -o 'lowerdir=$dir,upperdir=$state/overlay/$i/upper,workdir=$state/overlay/$i/work' '$dir'"
+        i=$((i + 1))
+    done
     IFS=$old_ifs
 
     # PID 1's script, run inside the new namespaces. Everything it writes
@@ -105,8 +125,10 @@ mkdir -p '$dir' && mount --bind /run/.share/$i '$dir'"
 #!/bin/sh
 set -e
 mount --bind '$state/run' /run
-mkdir -p /run/lock /run/dbus
+mkdir -p /run/lock /run/dbus /run/systemd/journald.conf.d
 units=/run/systemd/system
+# The journal stays in the sandbox's /run, never the host's /var/log/journal.
+printf '[Journal]\nStorage=volatile\nRateLimitBurst=0\n' >/run/systemd/journald.conf.d/headroom-sandbox.conf
 for masked in systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \\
     systemd-tmpfiles-clean.service systemd-tmpfiles-clean.timer; do
     ln -sf /dev/null "\$units/\$masked"
@@ -133,8 +155,9 @@ cat >"\$units/headroom-sandbox.target" <<'UNIT'
 [Unit]
 Description=headroom test sandbox
 DefaultDependencies=no
-Wants=dbus.socket dbus.service$wanted
+Wants=dbus.socket dbus.service systemd-journald.socket$wanted
 UNIT
+$overlay
 $hold
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp

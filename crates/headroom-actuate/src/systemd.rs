@@ -522,6 +522,38 @@ impl SystemdActuator {
         self.call("(manager)", MANAGER_PATH, MANAGER, "Reload", &()).await.map(|_| ())
     }
 
+    /// systemd's version (`Manager.Version`, e.g. `252.39-1~deb12u2`).
+    pub async fn version(&self) -> Result<String> {
+        self.get("(manager)", MANAGER_PATH, MANAGER, "Version").await
+    }
+
+    /// `EnableUnitFiles(files, runtime = false, force = true)`: the symlinks of
+    /// their `[Install]` sections. Returns the changes made (type, path, target).
+    #[instrument(skip(self))]
+    pub async fn enable_unit_files(&self, files: &[&str]) -> Result<Vec<(String, String, String)>> {
+        let who = files.join(" ");
+        let (_, changes): (bool, Vec<(String, String, String)>) =
+            self.manager(&who, "EnableUnitFiles", &(files, false, true)).await?;
+        Ok(changes)
+    }
+
+    /// `DisableUnitFiles(files, runtime = false)`: removes their `[Install]`
+    /// symlinks. Returns the changes made (type, path, target).
+    #[instrument(skip(self))]
+    pub async fn disable_unit_files(&self, files: &[&str]) -> Result<Vec<(String, String, String)>> {
+        self.manager(&files.join(" "), "DisableUnitFiles", &(files, false)).await
+    }
+
+    /// One property of `unit` on the D-Bus interface `iface` (e.g.
+    /// `org.freedesktop.systemd1.Timer`), after `LoadUnit`.
+    pub async fn unit_property<T>(&self, unit: &UnitName, iface: &str, property: &str) -> Result<T>
+    where
+        T: TryFrom<OwnedVariant, Error = zbus::Error>,
+    {
+        let path: OwnedObjectPath = self.manager(unit.as_str(), "LoadUnit", &(unit.as_str(),)).await?;
+        self.get(unit.as_str(), path.as_str(), iface, property).await
+    }
+
     /// Everything [`Actuator::observe`] reads of one unit (not a template).
     #[instrument(skip(self), fields(unit = %unit))]
     pub async fn status(&self, unit: &UnitName) -> Result<UnitStatus> {

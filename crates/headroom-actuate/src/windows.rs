@@ -81,7 +81,8 @@ fn status(s: &ServiceStatus) -> Status {
     }
 }
 
-fn failure_actions(fa: &ServiceFailureActions) -> FailureActions {
+/// A service's failure actions as the SCM answers them, read as plain data.
+pub fn failure_actions(fa: &ServiceFailureActions) -> FailureActions {
     FailureActions {
         reset: match fa.reset_period {
             ServiceFailureResetPeriod::Never => None,
@@ -104,7 +105,8 @@ fn failure_actions(fa: &ServiceFailureActions) -> FailureActions {
     }
 }
 
-fn service_failure_actions(fa: &FailureActions) -> ServiceFailureActions {
+/// Failure actions as the SCM takes them (no reboot message, no command).
+pub fn service_failure_actions(fa: &FailureActions) -> ServiceFailureActions {
     ServiceFailureActions {
         reset_period: match fa.reset {
             Some(d) => ServiceFailureResetPeriod::After(d),

@@ -92,7 +92,7 @@ async fn targets(State(d): State<Arc<Daemon>>) -> Response {
             })
         })
         .collect();
-    axum::Json(json!({ "targets": targets, "jobs": status.jobs })).into_response()
+    axum::Json(json!({ "targets": targets, "jobs": status.jobs, "last_reload": status.last_reload })).into_response()
 }
 
 async fn forecasts(State(d): State<Arc<Daemon>>) -> Response {

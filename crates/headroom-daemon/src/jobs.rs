@@ -318,7 +318,8 @@ fn record(d: &Daemon, step: &headroom_engine::Step, now: i64) {
             m.actions
                 .get_or_create(&ActionLabels { action: action_label(dec.action).into(), outcome: outcome.into() })
                 .inc();
-            tracing::info!(target = %dec.target, id = %e.id, action = %dec.action, outcome, "{}: {}", dec.reason, e.detail);
+            // Field names as journald keeps them: `journalctl DECISION_ID=…` finds one decision's story.
+            tracing::info!(target = %dec.target, decision_id = %e.id, action = %dec.action, outcome, "{}: {}", dec.reason, e.detail);
         }
         if dec.action.is_some() || dec.alert {
             status.decisions.push_back(DecisionRecord { at: at.clone(), decision: dec.clone(), executed });

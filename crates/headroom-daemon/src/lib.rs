@@ -110,12 +110,20 @@ pub fn restored_instances(
     specs
 }
 
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Every job ended within `daemon.shutdown_timeout` (false: some were
+    /// stopped where they were; a Windows service then exits non-zero).
+    pub clean: bool,
+}
+
 /// Runs the daemon until `stop` is cancelled, then shuts down gracefully:
 /// `/readyz` turns 503, no job starts again, the act job finishes the
 /// action in flight (at most `daemon.shutdown_timeout`), supervised
 /// children are stopped (SIGTERM, then SIGKILL after their stop timeout),
 /// and the audit log (synced at every record) is closed.
-pub async fn run(options: Options, stop: CancellationToken) -> Result<(), Error> {
+pub async fn run(options: Options, stop: CancellationToken) -> Result<Shutdown, Error> {
     let settings = Settings::load(&options.config)?;
     let (log, opened) = AuditLog::open(&settings.audit.path, AuditOptions::default())?;
     for s in &opened.skipped {
@@ -163,6 +171,6 @@ pub async fn run(options: Options, stop: CancellationToken) -> Result<(), Error>
     supervisor.join().await;
     http_stop.cancel();
     let _ = server.await;
-    tracing::info!("headroom daemon stopped");
-    Ok(())
+    tracing::info!(clean = drained.is_ok(), "headroom daemon stopped");
+    Ok(Shutdown { clean: drained.is_ok() })
 }

@@ -86,6 +86,11 @@ pub fn apply(d: &Daemon) -> Result<(), Vec<String>> {
             Err(problems)
         }
     };
+    d.status().last_reload = Some(crate::state::ReloadRecord {
+        at: headroom_core::format_ts(headroom_actuate::audit::wall_clock_ms()),
+        successful: outcome.is_ok(),
+        problems: outcome.as_ref().err().cloned().unwrap_or_default(),
+    });
     crate::notify::ready(d);
     outcome
 }

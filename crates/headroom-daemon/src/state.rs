@@ -72,6 +72,19 @@ pub struct Status {
     pub targets: BTreeMap<String, TargetStatus>,
     /// The latest decisions, oldest first.
     pub decisions: VecDeque<DecisionRecord>,
+    /// The last reload's outcome (none since the start).
+    pub last_reload: Option<ReloadRecord>,
+}
+
+/// How the last reload went, as `/api/v1/targets` and `headroom service status` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadRecord {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Whether the new config took effect.
+    pub successful: bool,
+    /// Why not, a problem each.
+    pub problems: Vec<String>,
 }
 
 /// The daemon's shared state.

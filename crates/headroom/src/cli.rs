@@ -17,7 +17,8 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax); `HEADROOM_LOG` overrides it. `headroom run` logs at `info` unless told.
     #[arg(long, global = true)]
     pub log: Option<String>,
-    /// How log lines are written: `text` for a terminal, `json` for machines (one object per line).
+    /// How log lines are written: `auto` (journald under systemd, else text), `journald`, `text`, or `json`
+    /// (one object per line). On Windows, `headroom run --service` logs to the Event Log.
     #[arg(long, global = true, value_enum, default_value_t)]
     pub log_format: LogFormat,
 
@@ -28,8 +29,12 @@ pub struct Cli {
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Readable on a terminal.
+    /// `journald` when systemd connected stderr to the journal (`JOURNAL_STREAM`), else `text`.
     #[default]
+    Auto,
+    /// To journald, with structured fields (`journalctl DECISION_ID=…`).
+    Journald,
+    /// Readable on a terminal.
     Text,
     /// One JSON object per line.
     Json,
@@ -55,6 +60,83 @@ pub enum Command {
     Run(RunArgs),
     /// The Kubernetes operator: reconcile CapacityPolicies (`run`), or print their CRD (`crd`).
     Operator(OperatorArgs),
+    /// Install the daemon (or the forecast job's timer) as a service of systemd or the Windows SCM; remove it; show it.
+    Service(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub command: ServiceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Write, enable and start the service: a hardened systemd unit with a watchdog, its user and a polkit
+    /// rule granting exactly the config's systemd units (Linux); an SCM service with recovery actions (Windows).
+    Install(Box<ServiceInstallArgs>),
+    /// Stop, disable and remove what install wrote (only that; the state directory and user stay unless --purge).
+    Uninstall(ServiceUninstallArgs),
+    /// The service's state, restarts, last decisions and last reload (from the daemon's API when it answers).
+    Status(ServiceStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceInstallArgs {
+    /// The daemon's config, read now (its systemd targets become the polkit grant) and by the service.
+    #[arg(long, default_value = "/etc/headroom/headroom.toml")]
+    pub config: PathBuf,
+    /// Run as this system user (created when missing). Default: `headroom`, a static user when the config
+    /// has systemd targets (the polkit rule names it), else `DynamicUser=`. Windows: the account, default
+    /// the virtual account `NT SERVICE\<name>`.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The unit (service) name. Default: `headroom`; with --timer `headroom-forecast` (`-<i>` for shard i).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start `headroom run --enforce`: carry out the decisions of targets whose config says `mode = "enforce"`.
+    /// Without it the service only records what it would do.
+    #[arg(long)]
+    pub enforce: bool,
+    /// Install the scheduled forecast job (`headroom forecast --config …` as a oneshot service and a timer)
+    /// instead of the daemon.
+    #[arg(long)]
+    pub timer: bool,
+    /// The timer's schedule (systemd.time(7), e.g. `hourly`, `*:0/15`). Default: the config's schedule.forecast.
+    #[arg(long, requires = "timer")]
+    pub on_calendar: Option<String>,
+    /// With --timer: forecast only shard `i` of `n` (one timer per shard).
+    #[arg(long, requires = "timer")]
+    pub shard: Option<Shard>,
+    /// The headroom executable the service starts. Default: this one.
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+    /// Print every file that would be written, whole, and what systemd would be asked; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceUninstallArgs {
+    /// The unit (service) name.
+    #[arg(long, default_value = "headroom")]
+    pub name: String,
+    /// The user install created (its `sysusers.d` entry and, with --purge, the user itself).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Also remove the state directory (/var/lib/<user>: store, audit log) and the user install created.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceStatusArgs {
+    /// The unit (service) name.
+    #[arg(long, default_value = "headroom")]
+    pub name: String,
+    /// The daemon's config (where its API listens, its bearer token).
+    #[arg(long, default_value = "/etc/headroom/headroom.toml")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +195,12 @@ pub struct RunArgs {
     /// Carry out decisions of targets whose config says `mode = "enforce"`. Without it, everything is dry-run.
     #[arg(long)]
     pub enforce: bool,
+    /// Run under the Windows service dispatcher (what `headroom service install` registers). Windows only.
+    #[arg(long)]
+    pub service: bool,
+    /// With --service: the service's name (its Event Log source too).
+    #[arg(long, default_value = "headroom", requires = "service")]
+    pub service_name: String,
 }
 
 #[derive(Debug, Args)]

@@ -8,10 +8,12 @@ mod collect;
 mod decisions;
 mod forecast;
 mod inspect;
+mod logging;
 mod operator;
 mod output;
 mod plan;
 mod report;
+mod service;
 mod train;
 
 use std::process::ExitCode;
@@ -20,7 +22,7 @@ use clap::Parser;
 use headroom_core::{Interrupt, Interrupted};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, LogFormat};
+use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,13 +30,13 @@ fn main() -> ExitCode {
     let default = if matches!(cli.command, Command::Run(_) | Command::Operator(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default)));
-    // Colours only on a terminal: a journal or a log file gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_ansi(ansi);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+    #[cfg(windows)]
+    if let Command::Run(args) = &cli.command
+        && args.service
+    {
+        return run_windows_service(args, filter);
     }
+    logging::init(cli.log_format, filter);
     // One TLS provider for every connection (reqwest is built without one).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -97,8 +99,45 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             Some(headroom_core::Error::Timestamp { .. } | headroom_core::Error::Duration { .. })
         )
             || matches!(c.downcast_ref::<headroom_daemon::Error>(), Some(headroom_daemon::Error::Config(e)) if config(e))
+            || matches!(c.downcast_ref::<headroom_service::Error>(), Some(headroom_service::Error::Invalid(_)))
     });
     if bad_input { 2 } else { 1 }
+}
+
+/// `headroom run --service` on Windows: the daemon under the SCM's
+/// dispatcher, its logs to the Event Log; a stop, preshutdown or shutdown
+/// control is the daemon's graceful shutdown. (Type-checked only through
+/// headroom-service: the binary is not built for Windows here.)
+#[cfg(windows)]
+fn run_windows_service(args: &crate::cli::RunArgs, filter: tracing_subscriber::EnvFilter) -> ExitCode {
+    use headroom_service::scm::RunOutcome;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let name = args.service_name.as_str();
+    if let Ok(layer) = headroom_service::windows::event_log_layer(name) {
+        tracing_subscriber::registry().with(filter).with(layer).init();
+    }
+    let options = headroom_daemon::Options { config: args.config.clone(), enforce: args.enforce };
+    let body = Box::new(move |stop: CancellationToken| {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return RunOutcome::Failed(format!("cannot start the async runtime: {e}")),
+        };
+        match runtime.block_on(headroom_daemon::run(options, stop)) {
+            Ok(headroom_daemon::Shutdown { clean: true }) => RunOutcome::Clean,
+            Ok(headroom_daemon::Shutdown { clean: false }) => {
+                RunOutcome::Unclean("jobs still ran after daemon.shutdown_timeout".into())
+            }
+            Err(e) => RunOutcome::Failed(e.to_string()),
+        }
+    });
+    match headroom_service::windows::run_as_service(name, body) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A command that blocks (reads files, forecasts): run off the async threads.
@@ -122,6 +161,12 @@ async fn run(cli: Cli, interrupt: Interrupt) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => blocking(Box::new(|i| plan::run(args, i))).await,
         Command::Act(args) => act::run(args, &interrupt).await,
         Command::Operator(args) => operator::run(args, cancel).await,
+        Command::Service(args) => service::run(args).await,
+        Command::Run(args) if args.service => {
+            anyhow::bail!(
+                "--service: only a Windows service runs under the SCM's dispatcher; systemd starts `headroom run` as it is"
+            )
+        }
         Command::Run(args) => {
             // The daemon stops gracefully on the first signal and exits 0.
             let options = headroom_daemon::Options { config: args.config, enforce: args.enforce };
