@@ -254,6 +254,27 @@ fn service_install_runs_the_daemon_hardened_with_least_privilege_and_uninstall_r
         if s == "active" { Ok(()) } else { Err(s) }
     });
 
+    // The grant follows the config: installed again without the `app` target, the
+    // rule no longer names app.service, and the daemon (its unit unchanged) runs on.
+    let app = "[[targets]]\nname = \"app\"\nplatform = \"systemd\"\nentity = \"systemd/app.service\"\nmetric = \"cpu\"\nmode = \"dry-run\"\n";
+    let without_app = good.replace(app, "");
+    assert_ne!(without_app, good, "the app target was not replaced");
+    sandbox.write(CONFIG, &without_app);
+    let out = sandbox.output(&[BIN, "service", "install", "--config", CONFIG, "--enforce"]);
+    let again = text(&out);
+    assert!(out.status.success(), "the second install failed:\n{again}");
+    assert!(
+        again.contains("unchanged /etc/systemd/system/headroom.service") && again.contains("left running"),
+        "{again}"
+    );
+    assert!(again.contains("wrote /etc/polkit-1/rules.d/50-headroom.rules"), "{again}");
+    assert_eq!(sandbox.show(UNIT, &["MainPID"])["MainPID"], first_pid, "the daemon restarted for a new rule");
+    let refused = as_headroom(&sandbox, "RestartUnit", "app.service");
+    assert!(!refused.status.success(), "app.service still granted after its target left the config");
+    assert!(as_headroom(&sandbox, "StartUnit", "worker@3.service").status.success(), "the worker grant was lost");
+    sandbox.run(&["systemctl", "stop", "worker@3.service"]);
+    sandbox.write(CONFIG, &good);
+
     // 3. The decision's line in the journal, by its id.
     let line = wait_for("the decision in the journal", LIMIT, || {
         let field = format!("DECISION_ID={id}");
@@ -347,6 +368,31 @@ fn service_install_runs_the_daemon_hardened_with_least_privilege_and_uninstall_r
         .unwrap_or_else(|| panic!("no exposure level in:\n{security}"));
     eprintln!("systemd-analyze security {UNIT}: exposure {exposure}");
     assert!(exposure <= 2.0, "exposure {exposure} above 2.0:\n{security}");
+
+    // The scheduled forecast job beside it: a timer and a oneshot service, same user and state.
+    let out = sandbox.output(&[BIN, "service", "install", "--config", CONFIG, "--timer", "--on-calendar", "hourly"]);
+    let report = text(&out);
+    assert!(out.status.success(), "the timer install failed:\n{report}");
+    let timer = sandbox.show("headroom-forecast.timer", &["ActiveState", "UnitFileState"]);
+    assert_eq!((timer["ActiveState"].as_str(), timer["UnitFileState"].as_str()), ("active", "enabled"), "{report}");
+    assert!(!sandbox.exists("/etc/polkit-1/rules.d/50-headroom-forecast.rules"), "the forecast job acts on nothing");
+    let status = sandbox.run(&[BIN, "service", "status", "--name", "headroom-forecast", "--config", CONFIG]);
+    assert!(
+        status.contains("headroom-forecast.timer: active/waiting (enabled)") && status.contains("next run"),
+        "{status}"
+    );
+    // One run now, as the timer would start it: the targets' forecasts into the state directory.
+    sandbox.run(&["systemctl", "start", "headroom-forecast.service"]);
+    let job = sandbox.show("headroom-forecast.service", &["Result", "ExecMainStatus", "User"]);
+    assert_eq!((job["Result"].as_str(), job["ExecMainStatus"].as_str()), ("success", "0"), "{job:?}");
+    assert!(sandbox.exists(&format!("{STATE}/forecasts.parquet")), "the forecast job wrote nothing");
+    let out = sandbox.output(&[BIN, "service", "uninstall", "--name", "headroom-forecast"]);
+    assert!(out.status.success(), "the timer uninstall failed:\n{}", text(&out));
+    for unit in ["headroom-forecast.timer", "headroom-forecast.service"] {
+        assert!(!sandbox.exists(&format!("/etc/systemd/system/{unit}")), "{unit} left by the uninstall");
+        assert_eq!(sandbox.show(unit, &["LoadState"])["LoadState"], "not-found");
+    }
+    assert_eq!(sandbox.show(UNIT, &["ActiveState"])["ActiveState"], "active", "the daemon stopped with the timer");
 
     // 7. The uninstall: stopped, disabled, every file gone; the state and the user stay …
     let audit_log = format!("{STATE}/audit.jsonl");

@@ -77,6 +77,17 @@ fn unit_name(name: &str) -> Result<UnitName> {
     UnitName::parse(name).map_err(|why| Error::Invalid(format!("unit {name:?}: {why}")))
 }
 
+/// Refuses, before anything is touched, to `what` without root: the files
+/// go to /etc, the user to /etc/passwd (a `--dry-run` needs no root).
+fn require_root(what: &str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "service {what} needs root (it writes {UNIT_DIR}, {POLKIT_DIR} and {SYSUSERS_DIR}): run it with sudo, or see what it would write with --dry-run"
+    )))
+}
+
 /// Writes `f` whole: a temporary file beside it, synced, then renamed over it.
 fn write_file(f: &File) -> Result<()> {
     let dir = f.path.parent().unwrap_or(Path::new("/"));
@@ -107,6 +118,7 @@ fn existing(path: &Path) -> Result<Option<String>> {
 /// alone. Returns what was done, a line each.
 pub async fn install(s: &Service, sd: &SystemdActuator) -> Result<Vec<String>> {
     s.validate()?;
+    require_root("install")?;
     let files = files(s);
     // Nothing is written unless every path is free or ours.
     let mut changed = Vec::new();
@@ -187,6 +199,7 @@ fn created_by_install(name: &str) -> bool {
 /// it carries the marker). The state directory (`/var/lib/<user>`: store,
 /// audit log) and the user are kept unless `purge`. Returns what was done.
 pub async fn uninstall(name: &str, user: &str, purge: bool, sd: &SystemdActuator) -> Result<Vec<String>> {
+    require_root("uninstall")?;
     let mut report = Vec::new();
     let service = format!("{name}.service");
     let timer = format!("{name}.timer");

@@ -102,11 +102,11 @@ pub fn service_unit(s: &Service) -> String {
     let daemon = s.kind == Kind::Daemon;
     let _ = writeln!(u, "# {MARKER}");
     if daemon {
+        // Not the targets themselves: a change of targets rewrites the polkit rule, never restarts the daemon.
         let _ = writeln!(
             u,
-            "# Generated from {} ({} systemd target unit(s)); run the install again after changing its targets or processes.",
-            s.config.display(),
-            s.units.len()
+            "# Generated from {}; run the install again after changing its targets or processes.",
+            s.config.display()
         );
     } else {
         let _ = writeln!(u, "# Generated from {}.", s.config.display());
