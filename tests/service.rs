@@ -393,6 +393,12 @@ fn service_install_runs_the_daemon_hardened_with_least_privilege_and_uninstall_r
         assert_eq!(sandbox.show(unit, &["LoadState"])["LoadState"], "not-found");
     }
     assert_eq!(sandbox.show(UNIT, &["ActiveState"])["ActiveState"], "active", "the daemon stopped with the timer");
+    assert!(sandbox.exists("/etc/sysusers.d/headroom.conf"), "the daemon's user entry went with the timer");
+    assert!(
+        text(&out).contains("kept /etc/sysusers.d/headroom.conf and the user headroom: headroom.service"),
+        "{}",
+        text(&out)
+    );
 
     // 7. The uninstall: stopped, disabled, every file gone; the state and the user stay …
     let audit_log = format!("{STATE}/audit.jsonl");
@@ -421,5 +427,28 @@ fn service_install_runs_the_daemon_hardened_with_least_privilege_and_uninstall_r
     eprintln!("service uninstall --purge:\n{report}");
     assert!(!sandbox.exists(STATE), "{STATE} left by --purge");
     assert!(!sandbox.exec(&["id", "headroom"]).0, "the user headroom left by --purge");
+
+    // A config without systemd targets needs no grant: no rule, no user to create,
+    // `DynamicUser=`; the daemon and the process it supervises run as that user.
+    let mut dynamic = String::from("\n[[sources]]\ntype = \"files\"\npaths = [\"/etc/headroom/cpu.csv\"]\n");
+    dynamic += &common_config(Path::new(STATE), port, "watch_config = false");
+    dynamic += headroom_e2e::WORKER;
+    sandbox.write(CONFIG, &dynamic);
+    let out = sandbox.output(&[BIN, "service", "install", "--config", CONFIG]);
+    let report = text(&out);
+    assert!(out.status.success(), "the install with a dynamic user failed:\n{report}\n{}", journal());
+    assert!(!report.contains("50-headroom.rules") && !report.contains("sysusers"), "{report}");
+    let up = sandbox.show(UNIT, &["ActiveState", "DynamicUser", "MainPID", "WatchdogUSec"]);
+    assert_eq!((up["ActiveState"].as_str(), up["DynamicUser"].as_str()), ("active", "yes"), "{up:?}");
+    assert_eq!(up["WatchdogUSec"], "1min", "{up:?}");
+    assert_eq!(sandbox.run(&["stat", "-c", "%U", &format!("/proc/{}", up["MainPID"])]), "headroom");
+    let sleeper = wait_for("the supervised worker", LIMIT, || {
+        let (_, pids) = sandbox.exec(&["pgrep", "-x", "-P", &up["MainPID"], "sleep"]);
+        pids.lines().next().map(str::to_owned).ok_or_else(&journal)
+    });
+    assert_eq!(sandbox.run(&["stat", "-c", "%U", &format!("/proc/{sleeper}")]), "headroom");
+    let out = sandbox.output(&[BIN, "service", "uninstall", "--purge"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!sandbox.exists(STATE) && !sandbox.exists("/var/lib/private/headroom"), "{}", text(&out));
     eprintln!("service test: {:?}", started.elapsed());
 }

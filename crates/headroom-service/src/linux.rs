@@ -182,6 +182,22 @@ pub async fn install(s: &Service, sd: &SystemdActuator) -> Result<Vec<String>> {
     Ok(report)
 }
 
+/// The units in `dir` that install wrote and that run as `user`, but for
+/// the files in `except`: `User=<user>` in a unit that carries the marker.
+fn units_running_as(dir: &Path, user: &str, except: &[PathBuf]) -> Vec<String> {
+    let line = format!("User={user}");
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "service") && !except.contains(&e.path()))
+        .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| is_ours(&t) && t.lines().any(|l| l.trim() == line)))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
 /// Whether the user `name` exists (getpwnam: /etc/passwd and NSS).
 pub fn user_exists(name: &str) -> bool {
     matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
@@ -228,7 +244,19 @@ pub async fn uninstall(name: &str, user: &str, purge: bool, sd: &SystemdActuator
     }
     let mut remove: Vec<PathBuf> = ours.into_iter().map(|(_, p)| p).collect();
     remove.push(Path::new(POLKIT_DIR).join(format!("50-{name}.rules")));
-    remove.push(Path::new(SYSUSERS_DIR).join(format!("{user}.conf")));
+    // The user and its state are shared by the daemon and the forecast job:
+    // they go with the last unit of install's that runs as that user.
+    let others = units_running_as(Path::new(UNIT_DIR), user, &remove);
+    let sysusers = Path::new(SYSUSERS_DIR).join(format!("{user}.conf"));
+    if others.is_empty() {
+        remove.push(sysusers);
+    } else if sysusers.exists() {
+        report.push(format!(
+            "kept {} and the user {user}: {} still run(s) as {user}",
+            sysusers.display(),
+            others.join(", ")
+        ));
+    }
     for path in remove {
         match existing(&path) {
             Ok(Some(_)) => {
@@ -245,7 +273,13 @@ pub async fn uninstall(name: &str, user: &str, purge: bool, sd: &SystemdActuator
     sd.reload().await.map_err(manager_err("Reload"))?;
     let state = Path::new(STATE_ROOT).join(user);
     let private = Path::new(STATE_ROOT).join("private").join(user);
-    if purge {
+    if purge && !others.is_empty() {
+        report.push(format!(
+            "kept {} (store, audit log): {} still run(s) as {user}; uninstall it too, then --purge",
+            state.display(),
+            others.join(", ")
+        ));
+    } else if purge {
         for dir in [&state, &private] {
             match std::fs::symlink_metadata(dir) {
                 Ok(m) if m.is_dir() => {
@@ -344,6 +378,24 @@ mod tests {
         }
         assert!(text.contains("would run: systemd-sysusers /etc/sysusers.d/headroom.conf"), "{text}");
         assert!(text.ends_with("dry run: nothing was written, nothing was asked of systemd\n"), "{text}");
+    }
+
+    #[test]
+    fn the_user_stays_while_another_unit_of_installs_runs_as_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = sample();
+        let daemon_unit = dir.path().join("headroom.service");
+        std::fs::write(&daemon_unit, unit::service_unit(&daemon)).unwrap();
+        daemon.name = "headroom-forecast".into();
+        daemon.kind = Kind::Timer { on_calendar: "hourly".into(), shard: None };
+        let timer_unit = dir.path().join("headroom-forecast.service");
+        std::fs::write(&timer_unit, unit::service_unit(&daemon)).unwrap();
+        // Someone else's unit running as the same user does not count: install did not write it.
+        std::fs::write(dir.path().join("mine.service"), "[Service]\nUser=headroom\n").unwrap();
+        assert_eq!(units_running_as(dir.path(), "headroom", std::slice::from_ref(&timer_unit)), ["headroom.service"]);
+        assert_eq!(units_running_as(dir.path(), "headroom", &[]), ["headroom-forecast.service", "headroom.service"]);
+        assert!(units_running_as(dir.path(), "headroom", &[timer_unit, daemon_unit]).is_empty());
+        assert!(units_running_as(dir.path(), "other", &[]).is_empty());
     }
 
     #[test]
