@@ -109,6 +109,12 @@ pub struct Service {
     /// systemd's version (`Manager.Version`, e.g. 252): 253 and later get
     /// `Type=notify-reload`.
     pub systemd_version: u32,
+    /// Files the config has the service read, by their config field
+    /// (`sources[0].paths[1]`, `forecast.model_dir`, …).
+    pub reads: Vec<(String, PathBuf)>,
+    /// Paths the config has the service write (`store.path`, `audit.path`):
+    /// the sandbox lets it write only its state directory.
+    pub writes: Vec<(String, PathBuf)>,
 }
 
 impl Service {
@@ -165,6 +171,25 @@ impl Service {
                 )));
             }
         }
+        for (field, path) in &self.reads {
+            if let Some(hidden) = hidden_by_sandbox(path) {
+                return Err(Error::Invalid(format!(
+                    "{field} = {}: the unit's sandbox hides {hidden} ({}), so the service could not read it; move it, e.g. under /etc/headroom",
+                    path.display(),
+                    if hidden.ends_with("tmp") { "PrivateTmp=yes" } else { "ProtectHome=yes" },
+                )));
+            }
+        }
+        let state = self.state_dir();
+        for (field, path) in &self.writes {
+            if path.is_absolute() && !path.starts_with(&state) {
+                return Err(Error::Invalid(format!(
+                    "{field} = {}: the service may write only under {} (ProtectSystem=strict); give a path under it, or a relative one (relative paths resolve there)",
+                    path.display(),
+                    state.display()
+                )));
+            }
+        }
         let user = self.user.name();
         let user_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
         if user.is_empty()
@@ -214,7 +239,27 @@ pub(crate) mod tests {
             supervises: false,
             shutdown: Duration::from_secs(30),
             systemd_version: 252,
+            reads: vec![("sources[0].paths[0]".into(), "/etc/headroom/recorded.csv".into())],
+            writes: vec![
+                ("store.path".into(), "store".into()),
+                ("audit.path".into(), "/var/lib/headroom/audit.jsonl".into()),
+            ],
         }
+    }
+
+    #[test]
+    fn files_the_sandbox_hides_or_keeps_read_only_are_refused_by_their_field() {
+        let mut s = sample();
+        s.reads.push(("sources[1].paths[0]".into(), "/home/ops/cpu.csv".into()));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.starts_with("sources[1].paths[0] = /home/ops/cpu.csv") && e.contains("ProtectHome=yes"), "{e}");
+        let mut s = sample();
+        s.writes.push(("audit.path".into(), "/srv/headroom/audit.jsonl".into()));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("audit.path = /srv/headroom/audit.jsonl") && e.contains("only under /var/lib/headroom"),
+            "{e}"
+        );
     }
 
     #[test]

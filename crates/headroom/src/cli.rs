@@ -96,7 +96,7 @@ pub struct ServiceInstallArgs {
     pub name: Option<String>,
     /// Start `headroom run --enforce`: carry out the decisions of targets whose config says `mode = "enforce"`.
     /// Without it the service only records what it would do.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "timer")]
     pub enforce: bool,
     /// Install the scheduled forecast job (`headroom forecast --config …` as a oneshot service and a timer)
     /// instead of the daemon.

@@ -101,6 +101,17 @@ pub fn service_of(
         Kind::Daemon
     };
     let longest_stop = settings.processes.iter().map(|p| p.stop_timeout.0).max().unwrap_or(Duration::ZERO);
+    let mut reads = Vec::new();
+    for (i, source) in settings.sources.iter().enumerate() {
+        if let headroom_collect::SourceConfig::Files { paths, .. } = source {
+            reads.extend(paths.iter().enumerate().map(|(j, p)| (format!("sources[{i}].paths[{j}]"), p.clone())));
+        }
+    }
+    reads.push(("forecast.model_dir".into(), settings.forecast.model_dir.clone()));
+    reads.extend(settings.forecast.limits.iter().map(|p| ("forecast.limits".into(), p.clone())));
+    reads.extend(settings.daemon.bearer_token_file.iter().map(|p| ("daemon.bearer_token_file".into(), p.clone())));
+    let writes =
+        vec![("store.path".into(), settings.store.path.clone()), ("audit.path".into(), settings.audit.path.clone())];
     let s = Service {
         name: unit_name(a),
         binary,
@@ -114,6 +125,8 @@ pub fn service_of(
         shutdown: settings.daemon.shutdown_timeout.0 + longest_stop,
         kind,
         systemd_version,
+        reads,
+        writes,
     };
     Ok(s)
 }
