@@ -30,6 +30,13 @@ pub fn files(s: &Service) -> Vec<File> {
     out
 }
 
+/// The daemon's polkit rule when the config grants nothing (any more):
+/// install removes it, if it is install's.
+fn stale_rule(s: &Service) -> Option<PathBuf> {
+    (s.kind == Kind::Daemon && polkit::rule_file(s, Path::new(POLKIT_DIR)).is_none())
+        .then(|| Path::new(POLKIT_DIR).join(format!("50-{}.rules", s.name)))
+}
+
 /// The `--dry-run` text: every file install would write, whole, and what
 /// it would ask systemd; nothing is changed.
 pub fn dry_run(s: &Service) -> String {
@@ -48,11 +55,8 @@ pub fn dry_run(s: &Service) -> String {
             s.user.name()
         ));
     }
-    if s.kind == Kind::Daemon && polkit::rule_file(s, Path::new(POLKIT_DIR)).is_none() {
-        let stale = Path::new(POLKIT_DIR).join(format!("50-{}.rules", s.name));
-        if stale.exists() {
-            out.push_str(&format!("would remove {} (the config has no systemd target now)\n", stale.display()));
-        }
+    if let Some(stale) = stale_rule(s).filter(|p| p.exists()) {
+        out.push_str(&format!("would remove {} (the config has no systemd target now)\n", stale.display()));
     }
     out.push_str("would ask systemd (D-Bus): Reload, ");
     out.push_str(&format!("EnableUnitFiles [{}], ", s.enabled_unit()));
@@ -136,12 +140,11 @@ pub async fn install(s: &Service, sd: &SystemdActuator) -> Result<Vec<String>> {
         }
     }
     // The daemon's grants follow the config: a rule for targets since removed goes.
-    if s.kind == Kind::Daemon && polkit::rule_file(s, Path::new(POLKIT_DIR)).is_none() {
-        let stale = Path::new(POLKIT_DIR).join(format!("50-{}.rules", s.name));
-        if existing(&stale)?.is_some() {
-            std::fs::remove_file(&stale).map_err(Error::io(&stale, "removing"))?;
-            report.push(format!("removed {} (the config has no systemd target now)", stale.display()));
-        }
+    if let Some(stale) = stale_rule(s)
+        && existing(&stale)?.is_some()
+    {
+        std::fs::remove_file(&stale).map_err(Error::io(&stale, "removing"))?;
+        report.push(format!("removed {} (the config has no systemd target now)", stale.display()));
     }
     if let Some(f) = unit::sysusers_file(s, Path::new(SYSUSERS_DIR)) {
         let out = Command::new("systemd-sysusers").arg(&f.path).output().map_err(|e| Error::Manager {
@@ -207,7 +210,7 @@ pub fn user_exists(name: &str) -> bool {
 /// system user with the home and the comment its `sysusers.d` entry gives.
 fn created_by_install(name: &str) -> bool {
     let Ok(Some(u)) = nix::unistd::User::from_name(name) else { return false };
-    u.dir == Path::new(STATE_ROOT).join(name) && u.gecos.to_str() == Ok("headroom capacity daemon")
+    u.dir == Path::new(STATE_ROOT).join(name) && u.gecos.to_str() == Ok(unit::USER_COMMENT)
 }
 
 /// Stops and disables the unit(s) named `name` that install wrote, removes

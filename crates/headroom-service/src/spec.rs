@@ -158,25 +158,25 @@ impl Service {
             if !path.is_absolute() {
                 return Err(Error::Invalid(format!("{flag} {}: must be an absolute path", path.display())));
             }
-            if let Some(hidden) = hidden_by_sandbox(path) {
-                return Err(Error::Invalid(format!(
-                    "{flag} {}: the unit's sandbox hides {hidden} ({}), so the service could not read it; {}",
-                    path.display(),
-                    if hidden.ends_with("tmp") { "PrivateTmp=yes" } else { "ProtectHome=yes" },
-                    if flag == "--config" {
-                        "put the config in /etc/headroom"
-                    } else {
-                        "install the binary first, e.g. `install -m 0755 target/release/headroom /usr/local/bin/`"
-                    }
-                )));
-            }
         }
-        for (field, path) in &self.reads {
+        let hint = |what: &str| match what {
+            "the headroom binary" => {
+                "install the binary first, e.g. `install -m 0755 target/release/headroom /usr/local/bin/`"
+            }
+            "--config" => "put the config in /etc/headroom",
+            _ => "move it, e.g. under /etc/headroom",
+        };
+        let readable =
+            [("the headroom binary".to_owned(), &self.binary, " "), ("--config".to_owned(), &self.config, " ")]
+                .into_iter()
+                .chain(self.reads.iter().map(|(field, path)| (field.clone(), path, " = ")));
+        for (what, path, sep) in readable {
             if let Some(hidden) = hidden_by_sandbox(path) {
                 return Err(Error::Invalid(format!(
-                    "{field} = {}: the unit's sandbox hides {hidden} ({}), so the service could not read it; move it, e.g. under /etc/headroom",
+                    "{what}{sep}{}: the unit's sandbox hides {hidden} ({}), so the service could not read it; {}",
                     path.display(),
                     if hidden.ends_with("tmp") { "PrivateTmp=yes" } else { "ProtectHome=yes" },
+                    hint(&what)
                 )));
             }
         }

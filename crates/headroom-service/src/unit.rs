@@ -209,12 +209,16 @@ pub fn timer_unit(s: &Service, on_calendar: &str) -> String {
     u
 }
 
+/// The comment (GECOS) of the user install creates: how `uninstall --purge`
+/// knows the user is install's.
+pub const USER_COMMENT: &str = "headroom capacity daemon";
+
 /// The `sysusers.d` entry of a user install creates, or `None` when the
 /// user exists or is dynamic.
 pub fn sysusers_file(s: &Service, dir: &Path) -> Option<File> {
     let User::Static { name, create: true } = &s.user else { return None };
     let text = format!(
-        "# {MARKER}\n# The system user {name} runs {unit}; created by systemd-sysusers.\nu {name} - \"headroom capacity daemon\" {home} /usr/sbin/nologin\n",
+        "# {MARKER}\n# The system user {name} runs {unit}; created by systemd-sysusers.\nu {name} - \"{USER_COMMENT}\" {home} /usr/sbin/nologin\n",
         unit = s.service_unit(),
         home = s.state_dir().display(),
     );

@@ -47,7 +47,7 @@ fn absolute(path: &Path, what: &str) -> anyhow::Result<PathBuf> {
 /// name it (polkitd resolves it from /etc/passwd at any time), else
 /// `DynamicUser=` (nothing outside the unit needs to know it).
 fn account(user: Option<&str>, units: &[UnitGrant]) -> User {
-    let exists = |n: &str| matches!(nix_user_exists(n), Some(true));
+    let exists = user_exists;
     match user {
         Some(n) => User::Static { name: n.into(), create: !exists(n) },
         None if !units.is_empty() => User::Static { name: DEFAULT_USER.into(), create: !exists(DEFAULT_USER) },
@@ -56,13 +56,13 @@ fn account(user: Option<&str>, units: &[UnitGrant]) -> User {
 }
 
 #[cfg(unix)]
-fn nix_user_exists(name: &str) -> Option<bool> {
-    Some(headroom_service::linux::user_exists(name))
+fn user_exists(name: &str) -> bool {
+    headroom_service::linux::user_exists(name)
 }
 
 #[cfg(not(unix))]
-fn nix_user_exists(_: &str) -> Option<bool> {
-    None
+fn user_exists(_: &str) -> bool {
+    false
 }
 
 /// The service `a` asks for: `settings` read from `config`, started as
