@@ -10,19 +10,14 @@
 //! log: the intent is on disk before anything is touched, the outcome after.
 
 use std::fmt::Debug;
-use std::future::Future;
-use std::pin::Pin;
 
-use headroom_core::{Action, Decision, Mode};
+use headroom_core::{Action, BoxFuture, Decision, Mode};
 use headroom_remediate::config::{StartLimit, Target};
 use headroom_remediate::state::Outcome;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditLog, Begin};
 use crate::error::{Error, Result};
-
-/// A boxed future, so actuators can be used as `dyn Actuator`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What an actuator can read of a target now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -47,9 +47,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, instrument, warn};
 
-use crate::actuator::{Actuator, Applied, BoxFuture, Observed};
+use crate::actuator::{Actuator, Applied, Observed};
 use crate::error::{Error, Result};
 use crate::guard::Claims;
+use headroom_core::BoxFuture;
 
 /// The HPA annotation holding the HPA's own `minReplicas` while headroom has raised it.
 pub const ORIGINAL_MIN_ANNOTATION: &str = "headroom.io/original-min-replicas";

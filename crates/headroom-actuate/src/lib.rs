@@ -36,7 +36,7 @@ pub mod systemd;
 #[cfg(all(windows, feature = "windows"))]
 pub mod windows;
 
-pub use actuator::{Actuator, Applied, BoxFuture, DryRun, Executed, Observed, execute, reconcile};
+pub use actuator::{Actuator, Applied, DryRun, Executed, Observed, execute, reconcile};
 pub use audit::{AuditLog, AuditOptions, Begin, OpenReport, Repair};
 pub use error::{Error, Result};
 pub use registry::Platforms;

@@ -37,8 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use headroom_core::Span;
 use headroom_core::{Action, Decision, SeriesData, SeriesKey};
-use headroom_remediate::config::{Platform, SYSTEMD_START_LIMIT, Span, StartLimit, Target};
+use headroom_remediate::config::{Platform, SYSTEMD_START_LIMIT, StartLimit, Target};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use serde::{Deserialize, Serialize};
@@ -47,10 +48,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::actuator::{Actuator, Applied, BoxFuture, Observed, describe};
+use crate::actuator::{Actuator, Applied, Observed, describe};
 use crate::cgroup::{CgroupParent, MemoryCgroup as Cgroup, nix_pid};
 use crate::error::{Error, Result};
 use crate::guard::Claims;
+use headroom_core::BoxFuture;
 
 /// The actuator's name, in errors and logs.
 const ACTUATOR: &str = "process";

@@ -50,7 +50,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use headroom_remediate::config::{Span, StartLimit};
+use headroom_core::Span;
+use headroom_remediate::config::StartLimit;
 
 /// The actuator's name, in errors and the audit log.
 pub const ACTUATOR: &str = "windows";

@@ -37,14 +37,16 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use headroom_core::Span;
 use headroom_core::{Action, Decision};
-use headroom_remediate::config::{Span, StartLimit, Target};
+use headroom_remediate::config::{StartLimit, Target};
 use tracing::{debug, info, instrument};
 use zbus::{Connection, DBusError, OwnedObjectPath, OwnedVariant};
 
-use crate::actuator::{Actuator, Applied, BoxFuture, Observed, describe};
+use crate::actuator::{Actuator, Applied, Observed, describe};
 use crate::error::{Error, Result};
 use crate::guard::Claims;
+use headroom_core::BoxFuture;
 
 /// The prefix of a systemd target's entity: `systemd/<unit>`.
 pub const ENTITY_PREFIX: &str = "systemd/";

@@ -27,12 +27,13 @@ use windows_service::service::{
 };
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
-use crate::actuator::{Actuator, Applied, BoxFuture, Observed};
+use crate::actuator::{Actuator, Applied, Observed};
 use crate::error::{Error, Result};
 use crate::guard::{Claim, Claims};
 use crate::scm::{
     self, ACTUATOR, ExitCode, FailureActions, RecoveryAction, RecoveryKind, Restart, State, Status, Step, Timing,
 };
+use headroom_core::BoxFuture;
 
 /// Restarts Windows services through the SCM (see the module docs).
 #[derive(Clone, Default)]

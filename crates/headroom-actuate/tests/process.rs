@@ -18,8 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use headroom_actuate::Actuator;
 use headroom_actuate::process::{Backoff, Event, EventKind, Phase, ProcessActuator, ProcessSpec, Supervisor};
+use headroom_core::Span;
 use headroom_core::{Action, Decision, Mode};
-use headroom_remediate::config::{Platform, Span, StartLimit, Target};
+use headroom_remediate::config::{Platform, StartLimit, Target};
 use headroom_remediate::detect::{self, RestartLoopConfig};
 use tokio::sync::watch;
 

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use headroom_actuate::Actuator;
 use headroom_actuate::systemd::{SystemdActuator, UnitName};
+use headroom_core::Span;
 use headroom_core::{Action, Decision, Mode, SeriesData, SeriesKey, Verdict};
-use headroom_remediate::config::{Config, Global, Platform, SYSTEMD_START_LIMIT, Span, StartLimit, Target};
+use headroom_remediate::config::{Config, Global, Platform, SYSTEMD_START_LIMIT, StartLimit, Target};
 use headroom_remediate::detect::{DetectConfig, restart_loop};
 use headroom_remediate::state::Outcome;
 use headroom_remediate::{PastAction, Risk, TargetState, plan};

@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use futures::future::BoxFuture;
+use headroom_core::BoxFuture;
 use headroom_core::frame::{ENTITY, METRIC, TIMESTAMP, VALUE};
 use headroom_core::{SampleFrame, SeriesData, SeriesKey, TimeUnit, parse_timestamp};
 use polars::prelude::{Column, DataType, ParquetReader, SerReader};

@@ -37,7 +37,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
+use headroom_core::BoxFuture;
 use headroom_core::series::check_name;
 use headroom_core::{SampleFrame, SeriesData, SeriesKey, format_duration};
 use serde::{Deserialize, Serialize};

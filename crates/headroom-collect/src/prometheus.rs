@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt, stream};
+use headroom_core::BoxFuture;
 use headroom_core::{SampleFrame, SeriesData, SeriesKey, format_duration, format_ts};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};

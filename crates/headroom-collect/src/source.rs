@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use futures::future::BoxFuture;
+use headroom_core::BoxFuture;
 use headroom_core::SampleFrame;
 use tokio_util::sync::CancellationToken;
 

@@ -35,4 +35,8 @@ pub use interrupt::{Interrupt, Interrupted};
 pub use limits::{Limit, Limits};
 pub use repair::{Gap, RepairReport};
 pub use series::{SeriesKey, Unit};
-pub use time::{TimeUnit, format_duration, format_ts, parse_duration, parse_timestamp};
+pub use time::{Span, TimeUnit, format_duration, format_ts, parse_duration, parse_timestamp};
+
+/// A boxed future, for the async methods of the plug-in traits (`Source`,
+/// `Actuator`) that must stay object-safe.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

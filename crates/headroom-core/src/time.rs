@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
@@ -133,6 +133,68 @@ const UNITS: [(&str, u64); 7] = [
     ("s", 1_000),
     ("ms", 1),
 ];
+
+/// A duration in a config file, written like `500ms`, `30m`, `6h`, `2d` (see
+/// [`parse_duration`]: zero and over 100 years are refused) and written back
+/// the same way ([`format_duration`]). Every config that takes a duration
+/// (headroom.toml, the host and Prometheus sources, process specs) uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span(pub Duration);
+
+impl Span {
+    /// The span in milliseconds.
+    pub fn ms(&self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A span of `ms` milliseconds (negative values become zero).
+    pub fn from_ms(ms: i64) -> Self {
+        Span(Duration::from_millis(ms.max(0) as u64))
+    }
+
+    /// A span of `secs` seconds.
+    pub const fn from_secs(secs: u64) -> Self {
+        Span(Duration::from_secs(secs))
+    }
+}
+
+impl From<Duration> for Span {
+    fn from(d: Duration) -> Self {
+        Span(d)
+    }
+}
+
+impl From<Span> for Duration {
+    fn from(s: Span) -> Self {
+        s.0
+    }
+}
+
+impl std::str::FromStr for Span {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        parse_duration(text).map(Span)
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.ms()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
 
 /// The longest duration [`parse_duration`] accepts: 100 years. Longer ones are
 /// refused, never clamped: a guardrail such as a cooldown or the stale-data

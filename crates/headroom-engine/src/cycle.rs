@@ -466,7 +466,7 @@ mod tests {
     fn setup() -> (Config, Vec<ResampledSeries>, Vec<SeriesData>, Limits) {
         let mut t = Target::new("web", Platform::Kubernetes, "k8s/shop/deployment/web", "cpu");
         t.replicas = Some(3);
-        t.lead_time = headroom_remediate::config::Span::from_ms(DAY);
+        t.lead_time = headroom_core::Span::from_ms(DAY);
         let key = SeriesKey { entity: t.entity.clone(), metric: t.metric.clone() };
         let (grid, raw) = series(&key);
         let mut limits = Limits::new();

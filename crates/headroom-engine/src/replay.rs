@@ -366,10 +366,11 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
+    use headroom_core::Span;
     use headroom_core::{Grid, Limit, Limits, RepairReport};
     use headroom_forecast::baselines::baseline;
     use headroom_forecast::{Forecaster, History};
-    use headroom_remediate::config::{Platform, ScaleIn, Span};
+    use headroom_remediate::config::{Platform, ScaleIn};
 
     use super::*;
 

@@ -47,7 +47,8 @@ use std::time::Duration;
 
 use headroom_actuate::process::ProcessSpec;
 use headroom_collect::SourceConfig;
-use headroom_remediate::config::{Global, Platform, Span};
+use headroom_core::Span;
+use headroom_remediate::config::{Global, Platform};
 use headroom_remediate::detect::DetectConfig;
 use headroom_remediate::error::Problem;
 use headroom_remediate::{Config, Error};

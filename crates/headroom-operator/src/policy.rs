@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use headroom_collect::prometheus::{AuthConfig, PrometheusConfig, QueryConfig, SecretSource};
+use headroom_core::Span;
 use headroom_core::{Mode, parse_duration};
 use headroom_remediate::Config;
-use headroom_remediate::config::{Platform, Rung, Span, Target};
+use headroom_remediate::config::{Platform, Rung, Target};
 use headroom_remediate::error::Problem;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;

@@ -27,50 +27,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use headroom_core::{Mode, parse_duration};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use headroom_core::{Mode, Span};
+use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectConfig;
 use crate::error::{Error, Problem, Result};
-
-/// A duration written like `30m`, `6h`, `2d` (see [`headroom_core::parse_duration`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Span(pub Duration);
-
-impl Span {
-    /// The span in milliseconds.
-    pub fn ms(&self) -> i64 {
-        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// A span of `ms` milliseconds (negative values become zero).
-    pub fn from_ms(ms: i64) -> Self {
-        Span(Duration::from_millis(ms.max(0) as u64))
-    }
-
-    fn parse(text: &str) -> std::result::Result<Self, String> {
-        parse_duration(text).map(Span).map_err(|e| e.to_string())
-    }
-}
-
-impl std::fmt::Display for Span {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&headroom_core::format_duration(self.ms()))
-    }
-}
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Span::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for Span {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -668,8 +668,9 @@ mod tests {
     use headroom_core::SeriesKey;
 
     use super::*;
-    use crate::config::{Global, Platform, Span};
+    use crate::config::{Global, Platform};
     use crate::risk::{ForecastHealth, MemoryLeak, Saturation};
+    use headroom_core::Span;
 
     const MIN: i64 = 60_000;
     const NOW: i64 = 1_700_000_000_000;

@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use headroom_core::Span;
 use headroom_core::{Action, Mode, SeriesData, SeriesKey};
-use headroom_remediate::config::{Config, Platform, Rung, Span, StartLimit, Target};
+use headroom_remediate::config::{Config, Platform, Rung, StartLimit, Target};
 use headroom_remediate::detect::{DetectConfig, restart_loop};
 use headroom_remediate::policy::plan;
 use headroom_remediate::{PastAction, Risk, TargetState, state::Outcome};

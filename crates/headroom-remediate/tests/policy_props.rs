@@ -10,8 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use headroom_core::Span;
 use headroom_core::{Action, Evidence, Mode, SeriesKey};
-use headroom_remediate::config::{Config, Global, Platform, Rung, ScaleIn, Span, StartLimit, Target};
+use headroom_remediate::config::{Config, Global, Platform, Rung, ScaleIn, StartLimit, Target};
 use headroom_remediate::policy::plan;
 use headroom_remediate::risk::{ForecastHealth, OomKill, RestartLoop, Risk, Saturation};
 use headroom_remediate::state::{Outcome, PastAction, TargetState};

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use headroom_core::Span;
 use headroom_core::{Action, Interrupt, Limits, ResampledSeries, SeriesKey, frame::timestamp_column};
 use headroom_engine::World;
 use headroom_engine::replay::{PolicyScore, ReplayInput, ReplayReport, replay};
 use headroom_forecast::protocol::Protocol;
 use headroom_remediate::Config;
-use headroom_remediate::config::{Global, Platform, ScaleIn, Span, Target};
+use headroom_remediate::config::{Global, Platform, ScaleIn, Target};
 use polars::prelude::{Column, DataFrame, ParquetWriter};
 
 use crate::backtest::Backtest;

@@ -1,7 +1,7 @@
 //! Shared by the operator's integration tests: recorded history behind the `Source` boundary.
 
-use futures::future::BoxFuture;
 use headroom_collect::Source;
+use headroom_core::BoxFuture;
 use headroom_core::{SampleFrame, SeriesData};
 use tokio_util::sync::CancellationToken;
 

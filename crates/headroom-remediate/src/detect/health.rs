@@ -121,7 +121,7 @@ mod tests {
     use headroom_core::SeriesKey;
 
     use super::*;
-    use crate::config::Span;
+    use headroom_core::Span;
 
     const T0: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
     const H: i64 = 3_600_000;

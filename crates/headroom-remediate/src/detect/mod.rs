@@ -30,8 +30,8 @@ pub use crash::{flapping, memory_leak, oom_kill, restart_loop};
 pub use health::health;
 pub use saturation::saturation;
 
-use crate::config::Span;
 use crate::error::{Error, Problem, Result};
+use headroom_core::Span;
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
