@@ -4,17 +4,16 @@
 //! (to a scripted API that records every bearer token, and to a real
 //! Prometheus that checks basic auth itself).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use headroom_e2e::{
     Prometheus, common_config, files_source, get, recorded_cpu, request, require_binary, start_daemon_on_free_port,
     wait_for,
 };
+use headroom_testing::prometheus::{Reply, ScriptedServer};
 use serde_json::Value;
 
 /// Every wait: generous, for a busy 2-core machine.
@@ -68,14 +67,15 @@ replicas = 2
         other => Err(format!("{other:?}\n{}", daemon.log())),
     });
 
-    let prom = Prometheus::start(
-        d,
+    let prom = Prometheus::start_with(
+        &d.join("prometheus-data"),
         &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: headroom\n    \
              authorization:\n      type: Bearer\n      credentials_file: {}\n    static_configs:\n      \
              - targets: ['127.0.0.1:{port}']\n",
             token.display()
         ),
+        d,
         &[],
     );
     wait_for("Prometheus to scrape the daemon", LIMIT, || {
@@ -126,60 +126,48 @@ replicas = 2
 /// A scripted Prometheus HTTP API on a free loopback port: it answers every
 /// `query_range` with one series (a point at the asked start) and records
 /// the `Authorization` header of each request, in order.
-struct ScriptedApi {
-    port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
-}
+struct ScriptedApi(ScriptedServer);
+
+const QUERY_RANGE: &str = "GET /api/v1/query_range?";
 
 impl ScriptedApi {
     fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let record = record.clone();
-                std::thread::spawn(move || Self::answer(&stream, &record));
+        Self(ScriptedServer::start(|_, head| {
+            let first = head.lines().next().unwrap_or_default();
+            if !first.starts_with(QUERY_RANGE) {
+                return Reply::Close;
             }
-        });
-        Self { port, seen }
+            let start = first
+                .split(['?', '&', ' '])
+                .find_map(|p| p.strip_prefix("start="))
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"instance":"scripted"}},"values":[[{start},"1"]]}}]}}}}"#
+            );
+            Reply::answer("200 OK", "", &body)
+        }))
     }
 
-    /// Reads one request, records its `Authorization` header and answers it.
-    fn answer(stream: &TcpStream, record: &Mutex<Vec<String>>) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut reader = BufReader::new(stream);
-        let (mut first, mut auth, mut line) = (String::new(), String::new(), String::new());
-        if !reader.read_line(&mut first).is_ok_and(|_| first.starts_with("GET /api/v1/query_range?")) {
-            return;
-        }
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("authorization")
-            {
-                auth = v.trim().to_owned();
-            }
-            line.clear();
-        }
-        record.lock().unwrap().push(auth);
-        let start = first
-            .split(['?', '&', ' '])
-            .find_map(|p| p.strip_prefix("start="))
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        let body = format!(
-            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"instance":"scripted"}},"values":[[{start},"1"]]}}]}}}}"#
-        );
-        let _ = write!(
-            &*stream,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+    fn port(&self) -> u16 {
+        self.0.port
     }
 
+    /// The `Authorization` header of each `query_range` request so far ("" when it had none).
     fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
+        let heads = self.0.seen.lock().unwrap();
+        let auth = |head: &String| {
+            let mut auth = String::new();
+            for line in head.lines().skip(1) {
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("authorization")
+                {
+                    auth = v.trim().to_owned();
+                }
+            }
+            auth
+        };
+        heads.iter().filter(|h| h.starts_with(QUERY_RANGE)).map(auth).collect()
     }
 }
 
@@ -229,7 +217,7 @@ fn a_rotated_bearer_token_file_is_sent_by_the_next_pull_and_the_old_token_never_
     std::fs::write(&token, "token-a\n").unwrap();
     let config = d.join("headroom.toml");
     let auth = format!("{{ type = \"bearer\", token = {{ file = {:?} }} }}", token.display().to_string());
-    let url = format!("http://127.0.0.1:{}", api.port);
+    let url = format!("http://127.0.0.1:{}", api.port());
     let daemon = start_daemon_on_free_port(&config, d, false, |port| {
         std::fs::write(&config, prometheus_source_config(d, port, &url, "up", "host/{instance}", &auth)).unwrap();
     });
@@ -276,9 +264,10 @@ fn a_rotated_password_file_is_used_by_the_next_pull_from_a_real_prometheus() {
     // Prometheus re-reads its web config at every request: it starts open (to see it ready) and then requires A.
     let web = d.join("web.yml");
     std::fs::write(&web, "").unwrap();
-    let prom = Prometheus::start(
-        d,
+    let prom = Prometheus::start_with(
+        &d.join("prometheus-data"),
         "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        d,
         &[format!("--web.config.file={}", web.display())],
     );
     rotate(&web, &web_config(HASH_A));

@@ -7,25 +7,15 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use headroom_e2e::{
-    Daemon, Prometheus, assert_intent_then_success, children, free_port, get, now_ms, require_binary, wait_for,
+    Daemon, Process, Prometheus, assert_intent_then_success, backfill, children, free_port, get, now_ms,
+    require_binary, wait_for,
 };
 
 const LIMIT: Duration = Duration::from_secs(90);
 const STEP_S: i64 = 300;
-
-/// A process killed and reaped when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Three days of `worker_cpu_cores{job="stress-ng"}` up to now, every 5
 /// minutes: 0.3 cores, but for a daily peak of 1.2 two hours from now.
@@ -49,29 +39,20 @@ fn the_daemon_scales_a_stressed_supervised_worker_out_before_the_peak_prometheus
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     require_binary("stress-ng", "stress-ng");
-    let promtool = require_binary("promtool", "prometheus");
     openmetrics(&d.join("history.om"));
-    let out = Command::new(promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-        .arg(d.join("history.om"))
-        .arg(d.join("prometheus-data"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "promtool: {}", String::from_utf8_lossy(&out.stderr));
+    backfill(&d.join("history.om"), &d.join("prometheus-data"));
     let node_port = free_port();
-    let _node = Killed(
-        Command::new(require_binary("prometheus-node-exporter", "prometheus-node-exporter"))
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _node = Process::spawn(
+        &require_binary("prometheus-node-exporter", "prometheus-node-exporter"),
+        &[format!("--web.listen-address=127.0.0.1:{node_port}")],
+        &d.join("node-exporter.log"),
     );
-    let prom = Prometheus::start(
-        d,
+    let prom = Prometheus::start_with(
+        &d.join("prometheus-data"),
         &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n"
         ),
+        d,
         &[],
     );
     let port = free_port();

@@ -1,16 +1,20 @@
-//! What the end-to-end tests share: the built `headroom` binary, a free
-//! loopback port, plain HTTP/1.1 requests, waiting for a condition, and a
-//! real systemd in a sandbox of its own.
+//! What the end-to-end tests share: the built `headroom` binary, plain
+//! HTTP/1.1 requests, waiting for a condition, a running daemon and its
+//! config; and, from `headroom-testing`, a free loopback port, a real
+//! Prometheus and a real systemd in a sandbox of its own.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+pub use headroom_testing::prometheus::{Prometheus, backfill};
+pub use headroom_testing::systemd::Sandbox;
+pub use headroom_testing::{Process, free_port, require_binary};
 
 /// The `headroom` binary of this build (beside the test executable's `deps/`).
 ///
@@ -26,8 +30,8 @@ pub fn headroom_bin() -> PathBuf {
     let built = built.unwrap_or_else(|_| panic!("{} is not built: {stale}", bin.display()));
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
     for krate in std::fs::read_dir(&crates).into_iter().flatten().flatten() {
-        // The fuzz bodies are not part of the binary.
-        if krate.file_name() == "headroom-fuzz" {
+        // The fuzz bodies and the test support are not part of the binary.
+        if krate.file_name() == "headroom-fuzz" || krate.file_name() == "headroom-testing" {
             continue;
         }
         if let Some(newer) = newer_source(&krate.path().join("src"), built) {
@@ -52,11 +56,6 @@ fn newer_source(dir: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// A response: status code and body.
@@ -212,86 +211,6 @@ pub fn recorded_cpu(path: &Path, entity: &str) {
     std::fs::write(path, csv).expect("writing the recorded CPU");
 }
 
-/// The path of `binary` on `PATH`. Panics naming the Debian package to
-/// install when it is missing: a machine without it fails the test rather
-/// than skipping it (scripts/test.sh installs it).
-pub fn require_binary(binary: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join(binary)).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "`{binary}` is not on PATH: this test runs the real one. Install it with \
-             `apt-get install -y --no-install-recommends {package}` (scripts/test.sh does)"
-        )
-    })
-}
-
-/// A real Prometheus (Debian's `prometheus` binary) on a free loopback port
-/// with its own data directory, killed by PID when dropped.
-#[derive(Debug)]
-pub struct Prometheus {
-    /// The process.
-    pub child: Child,
-    /// Its HTTP port.
-    pub port: u16,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    /// Starts Prometheus in `dir` (its config `config_yaml` in
-    /// `dir/prometheus.yml`, its data in `dir/prometheus-data`, its log in
-    /// `dir/prometheus.log`) with the `extra` flags, and waits (at most 60 s)
-    /// until `/-/ready` answers 200 without credentials.
-    pub fn start(dir: &Path, config_yaml: &str, extra: &[String]) -> Self {
-        let binary = require_binary("prometheus", "prometheus");
-        let config = dir.join("prometheus.yml");
-        std::fs::write(&config, config_yaml).expect("writing prometheus.yml");
-        let log = dir.join("prometheus.log");
-        let mut last = String::new();
-        // A port free a moment ago may be taken before Prometheus binds it: try again on another.
-        for _ in 0..3 {
-            let port = free_port();
-            let child = Command::new(&binary)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn")
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("creating prometheus.log"))
-                .spawn()
-                .expect("starting prometheus");
-            let mut prom = Self { child, port, log: log.clone() };
-            let started = Instant::now();
-            last = loop {
-                if let Ok(Some(status)) = prom.child.try_wait() {
-                    break format!("exited with {status}:\n{}", prom.log());
-                }
-                if get(port, "/-/ready").is_ok_and(|r| r.status == 200) {
-                    return prom;
-                }
-                if started.elapsed() > Duration::from_secs(60) {
-                    break format!("not ready after 60 s:\n{}", prom.log());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            };
-        }
-        panic!("Prometheus did not start: {last}");
-    }
-
-    /// What it logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `headroom run --config CONFIG` in `dir` (as [`Daemon::start`]) on a
 /// free loopback port, once `write_config(port)` has written the config for
 /// that port, and waits (at most 60 s) until it listens. A port free a
@@ -421,165 +340,4 @@ pub fn assert_intent_then_success(path: &Path, id: &str) {
     let ours: Vec<&str> = audit.lines().filter(|l| l.contains(id)).collect();
     assert_eq!(ours.len(), 2, "intent and outcome of {id}:\n{audit}");
     assert!(ours[0].contains("intent") && ours[1].contains("succeeded"), "{ours:?}");
-}
-
-/// Set to `1`, the systemd sandbox tests pass without running when the
-/// sandbox cannot boot (no root, no systemd); otherwise they fail saying why.
-pub const SKIP_SYSTEMD: &str = "HEADROOM_SKIP_SYSTEMD_TESTS";
-
-/// A real systemd booted by `scripts/testing/systemd-sandbox.sh` (as PID 1
-/// of a private PID + mount namespace), stopped (by its PID, via the
-/// script) when dropped. One at a time across test binaries (the lock the
-/// actuator's sandbox tests take): the script's cleanup removes the cgroup
-/// folders created since it started.
-#[derive(Debug)]
-pub struct Sandbox {
-    script: PathBuf,
-    state: PathBuf,
-    overlay: Vec<String>,
-    /// The unit whose `systemctl status` a failed command's message shows.
-    unit: Option<String>,
-    _dir: tempfile::TempDir,
-    _lock: std::fs::File,
-}
-
-impl Sandbox {
-    /// [`Sandbox::boot_with`] without overlays.
-    pub fn boot(share: &[&Path]) -> Option<Self> {
-        Self::boot_with(share, &[])
-    }
-
-    /// Boots an empty sandbox that sees the host's `share` directories (even
-    /// under /tmp, which it has its own of) and the host's `overlay`
-    /// directories copy-on-write (what it writes there lands in
-    /// [`Sandbox::upper`], never on the host), or `None` when it cannot boot
-    /// and `HEADROOM_SKIP_SYSTEMD_TESTS=1`.
-    pub fn boot_with(share: &[&Path], overlay: &[&str]) -> Option<Self> {
-        let lock = std::fs::File::create(std::env::temp_dir().join("headroom-systemd-sandbox.lock")).unwrap();
-        lock.lock().unwrap();
-        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/testing/systemd-sandbox.sh"));
-        // In /tmp: the bus socket's path must stay short (a unix socket path is at most 107 bytes).
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let share: Vec<String> = share.iter().map(|p| p.display().to_string()).collect();
-        let out = Command::new(&script)
-            .arg("start")
-            .arg(&state)
-            .env("HEADROOM_SANDBOX_SHARE", share.join(":"))
-            .env("HEADROOM_SANDBOX_OVERLAY", overlay.join(":"))
-            .output();
-        let sandbox = Self {
-            script: script.clone(),
-            state,
-            overlay: overlay.iter().map(|s| (*s).to_owned()).collect(),
-            unit: None,
-            _dir: dir,
-            _lock: lock,
-        };
-        let why = match &out {
-            Ok(o) if o.status.success() => return Some(sandbox),
-            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-            Err(e) => format!("cannot run {}: {e}", script.display()),
-        };
-        if std::env::var(SKIP_SYSTEMD).as_deref() == Ok("1") {
-            eprintln!("skipped: the systemd sandbox did not boot ({}); {SKIP_SYSTEMD}=1", why.trim());
-            return None;
-        }
-        panic!(
-            "the systemd sandbox did not boot: {}\nthis test needs root and the systemd and dbus packages (scripts/test.sh installs them); set {SKIP_SYSTEMD}=1 to skip it",
-            why.trim()
-        );
-    }
-
-    /// Names the unit whose `systemctl status` the message of a failed [`Sandbox::run`] shows.
-    pub fn watching(mut self, unit: &str) -> Self {
-        self.unit = Some(unit.to_owned());
-        self
-    }
-
-    /// The sandbox's state directory (its `/run` is `run/` in it).
-    pub fn state(&self) -> &Path {
-        &self.state
-    }
-
-    /// Where, on the host, what the sandbox wrote to the overlaid host
-    /// directory `dir` (one given to [`Sandbox::boot_with`]) lands.
-    pub fn upper(&self, dir: &str) -> PathBuf {
-        let n = self.overlay.iter().position(|d| d == dir).unwrap_or_else(|| panic!("{dir} is not overlaid"));
-        self.state.join("overlay").join(n.to_string()).join("upper")
-    }
-
-    /// Installs a unit file in the sandbox's `/run/systemd/system` and has systemd read it.
-    pub fn install(&self, name: &str, text: &str) {
-        std::fs::write(self.state.join("run/systemd/system").join(name), text).unwrap();
-        self.run(&["systemctl", "daemon-reload"]);
-    }
-
-    /// Runs `args` inside the sandbox: its whole output.
-    pub fn output(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.script).arg("exec").arg(&self.state).args(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    /// Runs `args` inside the sandbox: exit status and stdout.
-    pub fn exec(&self, args: &[&str]) -> (bool, String) {
-        let out = self.output(args);
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    /// Runs `args` inside the sandbox, which must succeed; its stdout.
-    pub fn run(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.unit.as_deref().map(|u| self.status(u)).unwrap_or_default()
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Writes `text` to `path` inside the sandbox (through its mounts: an
-    /// overlaid directory keeps the host's copy as it was), mode 0644,
-    /// creating its directory.
-    pub fn write(&self, path: &str, text: &str) {
-        let mut child = Command::new(&self.script)
-            .arg("exec")
-            .arg(&self.state)
-            .args(["/bin/sh", "-c", r#"umask 022 && mkdir -p "$(dirname "$1")" && cat >"$1.new" && mv "$1.new" "$1""#])
-            .args(["sh", path])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "writing {path} in the sandbox: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Whether `path` exists inside the sandbox (a symlink counts, even a dangling one).
-    pub fn exists(&self, path: &str) -> bool {
-        self.exec(&["/bin/sh", "-c", r#"test -e "$1" || test -L "$1""#, "sh", path]).0
-    }
-
-    /// `systemctl show -p A,B,… UNIT`, as systemd's own client reads it.
-    pub fn show(&self, unit: &str, properties: &[&str]) -> BTreeMap<String, String> {
-        let out = self.run(&["systemctl", "show", "-p", &properties.join(","), unit]);
-        out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
-    }
-
-    /// `systemctl status` of `unit`: what a failure message needs (the
-    /// sandbox's systemd logs to its own console, nowhere to read).
-    pub fn status(&self, unit: &str) -> String {
-        self.exec(&["systemctl", "status", "--no-pager", "--full", unit]).1
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("stop").arg(&self.state).status();
-    }
 }

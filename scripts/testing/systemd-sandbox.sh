@@ -1,9 +1,9 @@
 #!/bin/sh
 # headroom's systemd sandbox for tests: a real systemd, with its D-Bus API,
 # booted as PID 1 of a private PID + mount namespace on a machine where systemd
-# is not PID 1 (a container, a CI runner). Used by
-# crates/headroom-actuate/tests/systemd.rs and crates/headroom-collect/tests/host.rs
-# (override the path with HEADROOM_SYSTEMD_SANDBOX).
+# is not PID 1 (a container, a CI runner). Booted by the one test harness,
+# headroom_testing::systemd::Sandbox (crates/headroom-testing), for the actuate,
+# collect and end-to-end tests (override the path with HEADROOM_SYSTEMD_SANDBOX).
 #
 #   systemd-sandbox.sh start STATE_DIR [UNIT_FILE ...]
 #       Boots the sandbox and waits (≤ 30 s) until org.freedesktop.systemd1

@@ -247,6 +247,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use headroom_remediate::config::Platform;
+    use headroom_testing::fixtures;
 
     use super::*;
     use crate::audit::AuditOptions;
@@ -282,8 +283,13 @@ mod tests {
     }
 
     fn decision(mode: Mode) -> Decision {
-        let d = Decision::new("web", "k8s/shop/deployment/web", mode, "saturation", 3_600_000, 3_000_000);
-        Decision { reason: "p90 above the level in 1h".into(), ..d.with_action(Action::ScaleTo { replicas: 5 }) }
+        fixtures::decision("web", "k8s/shop/deployment/web", Action::ScaleTo { replicas: 5 })
+            .mode(mode)
+            .risk("saturation")
+            .window(3_600_000)
+            .decided_at(3_000_000)
+            .reason("p90 above the level in 1h")
+            .build()
     }
 
     /// A process that wrote `d`'s intent to the log at `path` and died before acting.

@@ -530,20 +530,18 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use headroom_core::{Action, Mode};
+    use headroom_core::Action;
+    use headroom_testing::fixtures;
 
     use super::*;
 
     fn decision(target: &str, window_start_ms: i64) -> Decision {
-        let d = Decision::new(
-            target,
-            &format!("systemd/{target}.service"),
-            Mode::Enforce,
-            "restart_loop",
-            window_start_ms,
-            window_start_ms,
-        );
-        Decision { reason: "5 restarts in 10 min".into(), ..d.with_action(Action::Restart) }
+        fixtures::decision(target, &format!("systemd/{target}.service"), Action::Restart)
+            .risk("restart_loop")
+            .window(window_start_ms)
+            .decided_at(window_start_ms)
+            .reason("5 restarts in 10 min")
+            .build()
     }
 
     #[test]

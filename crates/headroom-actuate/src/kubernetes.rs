@@ -35,6 +35,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use headroom_core::retry::{Backoff, parse_retry_after};
 use headroom_core::{Action, Decision};
 use headroom_remediate::config::Target;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -429,7 +430,8 @@ pub fn restart_call(workload: &Workload, at: &str) -> Call {
     }
 }
 
-/// How hard to try when the API server pushes back.
+/// How hard to try when the API server pushes back. The waits follow the
+/// shared [`Backoff`] ([`Retry::backoff`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
     /// Re-reads and retries after a 409 Conflict (3: four PATCHes at most).
@@ -448,16 +450,26 @@ impl Default for Retry {
     }
 }
 
+impl Retry {
+    /// The waits between the tries of one request (at least one try).
+    pub fn backoff(&self) -> Backoff {
+        Backoff { base: self.base, max: self.max_wait, attempts: self.attempts.max(1) }
+    }
+}
+
 /// The wait before retry number `retry` (0 = the first retry): the
 /// `Retry-After` header's seconds, else the `Status` body's
 /// `details.retryAfterSeconds`, else `base · 2^retry`; never over `max_wait`.
 pub fn retry_wait(retry: u32, retry_after: Option<&str>, status_seconds: Option<u32>, policy: &Retry) -> Duration {
-    let told = retry_after
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or(status_seconds.filter(|s| *s > 0).map(u64::from))
-        .map(Duration::from_secs);
-    let wait = told.unwrap_or_else(|| policy.base.saturating_mul(2u32.saturating_pow(retry.min(16))));
-    wait.min(policy.max_wait)
+    policy.backoff().wait(retry, told(retry_after, status_seconds))
+}
+
+/// The wait the server asked for: the `Retry-After` header's seconds, else
+/// the `Status` body's `details.retryAfterSeconds` (when positive).
+fn told(retry_after: Option<&str>, status_seconds: Option<u32>) -> Option<Duration> {
+    retry_after
+        .and_then(parse_retry_after)
+        .or(status_seconds.filter(|s| *s > 0).map(|s| Duration::from_secs(u64::from(s))))
 }
 
 /// Why a call failed.
@@ -506,6 +518,39 @@ fn status_of(body: &[u8]) -> StatusBody {
         };
         StatusBody { message, ..StatusBody::default() }
     })
+}
+
+/// What a refusal (`code` not 2xx, with `body`) of `call` (shown as
+/// `line`) means: give up (`Err`: a 409 conflict or a fatal answer), or
+/// retry (429, 5xx) after what the server asked for; `Ok` says why.
+fn refused(
+    call: &Call,
+    line: &str,
+    code: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> std::result::Result<(String, Option<Duration>), Failure> {
+    let status = status_of(body);
+    let said = if status.reason.is_empty() {
+        format!("{code}: {}", status.message)
+    } else {
+        format!("{code} {}: {}", status.reason, status.message)
+    };
+    match code {
+        409 => Err(Failure::Conflict(format!("{} changed while headroom acted ({line}: {said})", call.about))),
+        404 => Err(Failure::Fatal(format!(
+            "{} not found ({line}: {said}); check the target's entity (k8s/<namespace>/<kind>/<name>) and that the object exists",
+            call.about
+        ))),
+        401 | 403 => Err(Failure::Fatal(format!(
+            "not allowed to {line} ({said}); grant headroom's service account the RBAC verbs in the README section \"Kubernetes\""
+        ))),
+        429 | 500..=599 => {
+            let seconds = status.details.and_then(|d| d.retry_after_seconds);
+            Ok((format!("the API server answered {line} with {said}"), told(retry_after, seconds)))
+        }
+        _ => Err(Failure::Fatal(format!("{line} refused for {}: {said}", call.about))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -557,7 +602,8 @@ impl KubernetesActuator {
     /// Sends `call` (dry run or not), retrying 429, 5xx and lost connections; returns the answer's body.
     async fn send(&self, call: &Call, dry_run: bool) -> std::result::Result<Vec<u8>, Failure> {
         let line = call.line();
-        let attempts = self.retry.attempts.max(1);
+        let backoff = self.retry.backoff();
+        let attempts = backoff.attempts;
         let mut last = String::new();
         let params = PatchParams { dry_run, field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
         for attempt in 0..attempts {
@@ -581,14 +627,14 @@ impl KubernetesActuator {
                         Ok(bytes) => (code, retry_after, bytes.to_vec()),
                         Err(e) => {
                             last = format!("{line}: the answer was cut off: {e}");
-                            self.pause(attempt, attempts, None, None, &last).await;
+                            self.pause(&backoff, attempt, None, &last).await;
                             continue;
                         }
                     }
                 }
                 Err(e) => {
                     last = format!("could not reach the API server for {line}: {e}");
-                    self.pause(attempt, attempts, None, None, &last).await;
+                    self.pause(&backoff, attempt, None, &last).await;
                     continue;
                 }
             };
@@ -596,45 +642,17 @@ impl KubernetesActuator {
                 debug!(call = %line, code, dry_run, "kubernetes answered");
                 return Ok(body);
             }
-            let status = status_of(&body);
-            let said = if status.reason.is_empty() {
-                format!("{code}: {}", status.message)
-            } else {
-                format!("{code} {}: {}", status.reason, status.message)
-            };
-            match code {
-                409 => {
-                    return Err(Failure::Conflict(format!(
-                        "{} changed while headroom acted ({line}: {said})",
-                        call.about
-                    )));
-                }
-                404 => {
-                    return Err(Failure::Fatal(format!(
-                        "{} not found ({line}: {said}); check the target's entity (k8s/<namespace>/<kind>/<name>) and that the object exists",
-                        call.about
-                    )));
-                }
-                401 | 403 => {
-                    return Err(Failure::Fatal(format!(
-                        "not allowed to {line} ({said}); grant headroom's service account the RBAC verbs in the README section \"Kubernetes\""
-                    )));
-                }
-                429 | 500..=599 => {
-                    last = format!("the API server answered {line} with {said}");
-                    let seconds = status.details.and_then(|d| d.retry_after_seconds);
-                    self.pause(attempt, attempts, retry_after.as_deref(), seconds, &last).await;
-                }
-                _ => return Err(Failure::Fatal(format!("{line} refused for {}: {said}", call.about))),
-            }
+            let (why, asked) = refused(call, &line, code, retry_after.as_deref(), &body)?;
+            last = why;
+            self.pause(&backoff, attempt, asked, &last).await;
         }
         Err(Failure::Fatal(format!("{last} (gave up after {attempts} tries)")))
     }
 
-    /// Waits before the next try, unless this was the last.
-    async fn pause(&self, attempt: u32, attempts: u32, retry_after: Option<&str>, seconds: Option<u32>, why: &str) {
-        if attempt + 1 < attempts {
-            let wait = retry_wait(attempt, retry_after, seconds, &self.retry);
+    /// After try number `attempt` (0 = the first) failed, waits before the
+    /// next one (what the server `asked` for, if it did), unless it was the last.
+    async fn pause(&self, backoff: &Backoff, attempt: u32, asked: Option<Duration>, why: &str) {
+        if let Some(wait) = backoff.next(attempt + 1, asked) {
             warn!(attempt = attempt + 1, wait_ms = wait.as_millis() as u64, why, "kubernetes: retrying");
             tokio::time::sleep(wait).await;
         }
@@ -1045,6 +1063,23 @@ mod tests {
         assert_eq!(retry_wait(0, None, None, &p), Duration::from_millis(250));
         assert_eq!(retry_wait(1, None, None, &p), Duration::from_millis(500));
         assert_eq!(retry_wait(30, None, None, &p), p.max_wait);
+    }
+
+    #[test]
+    fn refusals_are_retried_only_for_429_and_5xx() {
+        let call = checkout().get_scale();
+        let line = call.line();
+        let body =
+            br#"{"kind":"Status","reason":"TooManyRequests","message":"slow down","details":{"retryAfterSeconds":2}}"#;
+        let (why, asked) = refused(&call, &line, 429, None, body).unwrap();
+        assert!(why.ends_with("with 429 TooManyRequests: slow down"), "{why}");
+        assert_eq!(asked, Some(Duration::from_secs(2)));
+        assert_eq!(refused(&call, &line, 503, Some("7"), body).unwrap().1, Some(Duration::from_secs(7)));
+        assert_eq!(refused(&call, &line, 500, None, b"oops").unwrap().1, None);
+        assert!(matches!(refused(&call, &line, 409, None, body), Err(Failure::Conflict(_))));
+        for code in [400, 401, 403, 404, 422] {
+            assert!(matches!(refused(&call, &line, code, None, body), Err(Failure::Fatal(_))), "{code}");
+        }
     }
 
     #[test]

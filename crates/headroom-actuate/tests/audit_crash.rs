@@ -16,27 +16,22 @@ use std::time::{Duration, Instant};
 
 use headroom_actuate::audit::rotated_path;
 use headroom_actuate::{AuditLog, AuditOptions, Begin, Error, Repair};
-use headroom_core::{Action, Decision, Mode};
+use headroom_core::{Action, Decision};
 use headroom_remediate::audit::Record;
 use headroom_remediate::state::Outcome;
+use headroom_testing::fixtures;
 
 const CHILD: &str = "HEADROOM_AUDIT_CHILD";
 const LOG: &str = "HEADROOM_AUDIT_LOG";
 const SIDE: &str = "HEADROOM_AUDIT_SIDE";
 
 fn decision(target: &str, window_start_ms: i64) -> Decision {
-    let d = Decision::new(
-        target,
-        &format!("k8s/shop/deployment/{target}"),
-        Mode::Enforce,
-        "saturation",
-        window_start_ms,
-        window_start_ms - 60_000,
-    );
-    Decision {
-        reason: "p90 cpu reaches 93% of the limit in 3h".into(),
-        ..d.with_action(Action::ScaleTo { replicas: 6 })
-    }
+    fixtures::decision(target, &format!("k8s/shop/deployment/{target}"), Action::ScaleTo { replicas: 6 })
+        .risk("saturation")
+        .window(window_start_ms)
+        .decided_at(window_start_ms - 60_000)
+        .reason("p90 cpu reaches 93% of the limit in 3h")
+        .build()
 }
 
 /// The action: one line per time it was carried out, synced.

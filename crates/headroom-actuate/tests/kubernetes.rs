@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use headroom_actuate::kubernetes::{KubernetesActuator, ORIGINAL_MIN_ANNOTATION, RESTARTED_AT_ANNOTATION, Retry};
 use headroom_actuate::{Actuator, Error};
-use headroom_core::{Action, Decision, Mode};
+use headroom_core::{Action, Decision};
 use headroom_remediate::config::{Platform, Target};
+use headroom_testing::fixtures;
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
@@ -254,9 +255,11 @@ fn target() -> Target {
 }
 
 fn decision(id: &str, action: Action) -> Decision {
-    let d = Decision::new("checkout", "k8s/shop/deployment/checkout", Mode::Enforce, "saturation", 0, 0)
-        .with_action(action);
-    Decision { id: id.into(), reason: "test".into(), ..d }
+    fixtures::decision("checkout", "k8s/shop/deployment/checkout", action)
+        .risk("saturation")
+        .reason("test")
+        .id(id)
+        .build()
 }
 
 fn scale_to(id: &str, replicas: u32) -> Decision {

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use headroom_actuate::Actuator;
 use headroom_actuate::process::{Backoff, Event, EventKind, Phase, ProcessActuator, ProcessSpec, Supervisor};
 use headroom_core::Span;
-use headroom_core::{Action, Decision, Mode};
+use headroom_core::{Action, Decision};
 use headroom_remediate::config::{Platform, StartLimit, Target};
 use headroom_remediate::detect::{self, RestartLoopConfig};
+use headroom_testing::fixtures;
 use tokio::sync::watch;
 
 const SKIP_ENV: &str = "HEADROOM_SKIP_CGROUP_TESTS";
@@ -42,8 +43,7 @@ fn target(name: &str) -> Target {
 }
 
 fn decision(target: &Target, action: Action, window_start_ms: i64) -> Decision {
-    let d = Decision::new(&target.name, &target.entity, Mode::Enforce, "test", window_start_ms, window_start_ms);
-    Decision { reason: "a test".into(), ..d.with_action(action) }
+    fixtures::decision(&target.name, &target.entity, action).window(window_start_ms).decided_at(window_start_ms).build()
 }
 
 async fn start(specs: Vec<ProcessSpec>) -> (Arc<Supervisor>, watch::Sender<bool>) {

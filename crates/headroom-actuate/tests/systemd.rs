@@ -7,8 +7,6 @@
 //! `HEADROOM_SKIP_SYSTEMD_TESTS=1`, which turns them into no-ops.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,53 +18,25 @@ use headroom_remediate::config::{Config, Global, Platform, SYSTEMD_START_LIMIT, 
 use headroom_remediate::detect::{DetectConfig, restart_loop};
 use headroom_remediate::state::Outcome;
 use headroom_remediate::{PastAction, Risk, TargetState, plan};
+use headroom_testing::fixtures;
+use headroom_testing::systemd::Sandbox;
 
-const SKIP: &str = "HEADROOM_SKIP_SYSTEMD_TESTS";
 const CHILD: &str = "HEADROOM_SYSTEMD_CHILD";
 
 /// A service that runs until stopped, and comes back at once when killed.
 const DEMO: &str = "[Service]\nExecStart=/bin/sleep infinity\nRestart=always\nRestartSec=100ms\n";
 
-/// A real systemd booted by `systemd-sandbox.sh`, stopped (by its PID, via
-/// the script) when dropped. One at a time: the script's cleanup removes
-/// cgroup folders created since it started.
-struct Sandbox {
-    script: PathBuf,
-    state: PathBuf,
-    _dir: tempfile::TempDir,
-    _lock: File,
-}
+/// A real systemd (`headroom_testing::systemd`), with what these tests read from it.
+struct Systemd(Sandbox);
 
-impl Sandbox {
-    /// Boots a sandbox with `units` written to its `/run/systemd/system`, or
-    /// `None` when it cannot boot and `HEADROOM_SKIP_SYSTEMD_TESTS=1`.
-    async fn boot(units: &[(&str, &str)]) -> Option<(Sandbox, SystemdActuator)> {
-        let lock = File::create(std::env::temp_dir().join("headroom-systemd-sandbox.lock")).unwrap();
-        lock.lock().unwrap();
-        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh"));
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let out = Command::new(&script).arg("start").arg(&state).output();
-        let sandbox = Sandbox { script: script.clone(), state, _dir: dir, _lock: lock };
-        let why = match &out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))),
-            Err(e) => Some(format!("cannot run {}: {e}", script.display())),
-        };
-        if let Some(why) = why {
-            if std::env::var(SKIP).as_deref() == Ok("1") {
-                eprintln!("skipped: the systemd sandbox did not boot ({}); {SKIP}=1", why.trim());
-                return None;
-            }
-            panic!(
-                "the systemd sandbox did not boot: {}\nthese tests need root and the systemd and dbus packages (scripts/test.sh installs them); set {SKIP}=1 to skip them",
-                why.trim()
-            );
-        }
+impl Systemd {
+    /// Boots a sandbox with `units` written to its `/run/systemd/system`,
+    /// and an actuator on its bus that has read them; or `None` when it
+    /// cannot boot and `HEADROOM_SKIP_SYSTEMD_TESTS=1`.
+    async fn boot(units: &[(&str, &str)]) -> Option<(Systemd, SystemdActuator)> {
+        let sandbox = Systemd(Sandbox::boot(&[])?);
         for (name, text) in units {
-            std::fs::write(sandbox.state.join("run/systemd/system").join(name), text).unwrap();
+            std::fs::write(sandbox.0.state().join("run/systemd/system").join(name), text).unwrap();
         }
         let actuator = SystemdActuator::at(&sandbox.address()).await.unwrap().with_timeout(Duration::from_secs(20));
         actuator.reload().await.unwrap();
@@ -74,13 +44,11 @@ impl Sandbox {
     }
 
     fn address(&self) -> String {
-        format!("unix:path={}", self.state.join("run/dbus/system_bus_socket").display())
+        self.0.bus_address()
     }
 
     fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.script).arg("exec").arg(&self.state).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        self.0.run(args)
     }
 
     /// `systemctl show -p PROPERTY --value UNIT`, as systemd's own client reads it.
@@ -98,12 +66,6 @@ impl Sandbox {
     }
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("stop").arg(&self.state).status();
-    }
-}
-
 fn unit(name: &str) -> UnitName {
     UnitName::parse(name).unwrap()
 }
@@ -115,8 +77,7 @@ fn target(name: &str, unit: &str) -> Target {
 }
 
 fn decision(target: &Target, action: Action, id: &str) -> Decision {
-    let d = Decision::new(&target.name, &target.entity, Mode::Enforce, "test", 0, 0).with_action(action);
-    Decision { id: id.into(), reason: "a test".into(), ..d }
+    fixtures::decision(&target.name, &target.entity, action).id(id).build()
 }
 
 fn now_ms() -> i64 {
@@ -126,7 +87,7 @@ fn now_ms() -> i64 {
 #[tokio::test]
 async fn a_restart_replaces_the_main_process_without_counting_as_a_restart() {
     let started = Instant::now();
-    let Some((sandbox, actuator)) = Sandbox::boot(&[("demo.service", DEMO)]).await else { return };
+    let Some((sandbox, actuator)) = Systemd::boot(&[("demo.service", DEMO)]).await else { return };
     let demo = unit("demo.service");
     let t = target("demo", "demo.service");
     actuator.start_unit(&demo).await.unwrap();
@@ -173,7 +134,7 @@ async fn a_restart_replaces_the_main_process_without_counting_as_a_restart() {
 
 #[tokio::test]
 async fn the_same_decision_applied_twice_restarts_once() {
-    let Some((_sandbox, actuator)) = Sandbox::boot(&[("demo.service", DEMO)]).await else { return };
+    let Some((_sandbox, actuator)) = Systemd::boot(&[("demo.service", DEMO)]).await else { return };
     let demo = unit("demo.service");
     let t = target("demo", "demo.service");
     actuator.start_unit(&demo).await.unwrap();
@@ -198,7 +159,7 @@ async fn the_same_decision_applied_twice_restarts_once() {
 async fn a_template_scales_one_three_one_by_its_numbered_instances() {
     let started = Instant::now();
     let worker = "[Service]\nExecStart=/bin/sleep infinity\n";
-    let Some((sandbox, actuator)) = Sandbox::boot(&[("worker@.service", worker), ("demo.service", DEMO)]).await else {
+    let Some((sandbox, actuator)) = Systemd::boot(&[("worker@.service", worker), ("demo.service", DEMO)]).await else {
         return;
     };
     let t = target("workers", "worker@.service");
@@ -251,7 +212,7 @@ async fn a_crash_loop_is_restarted_by_the_policy_and_never_into_the_start_limit(
     let crash = "[Unit]\nStartLimitBurst=5\nStartLimitIntervalSec=60s\n\
                  [Service]\nExecStart=/bin/sh -c 'echo start >> /run/crash-starts; exit 1'\n\
                  Restart=always\nRestartSec=4s\n";
-    let Some((sandbox, actuator)) = Sandbox::boot(&[("crash.service", crash)]).await else { return };
+    let Some((sandbox, actuator)) = Systemd::boot(&[("crash.service", crash)]).await else { return };
     let crash = unit("crash.service");
     let mut t = target("crash", "crash.service");
     t.backoff = Span(Duration::from_secs(1));
@@ -313,7 +274,7 @@ async fn a_crash_loop_is_restarted_by_the_policy_and_never_into_the_start_limit(
     assert_ne!(status.active_state, "failed", "{status:?}");
     assert_ne!(sandbox.show("crash.service", "Result"), "start-limit-hit");
     // Every start so far lies within systemd's interval (the test is shorter than it).
-    let log = sandbox.state.join("run/crash-starts");
+    let log = sandbox.0.state().join("run/crash-starts");
     let used = std::fs::read_to_string(&log).unwrap().lines().count();
     assert!(used < limit.burst as usize, "{used} starts used: at least one must be left for systemd");
 
@@ -372,7 +333,7 @@ async fn bad_unit_names_are_refused_before_any_dbus_call() {
 /// variable cannot be set safely in a running multi-threaded test).
 #[tokio::test]
 async fn the_system_bus_is_the_one_dbus_system_bus_address_names() {
-    let Some((sandbox, actuator)) = Sandbox::boot(&[("demo.service", DEMO)]).await else { return };
+    let Some((sandbox, actuator)) = Systemd::boot(&[("demo.service", DEMO)]).await else { return };
     actuator.start_unit(&unit("demo.service")).await.unwrap();
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(&exe)

@@ -6,16 +6,14 @@
 //! so only the first run pays for the backfill (its time is printed then, and
 //! recalled afterwards). Not run in CI.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use headroom_collect::Source;
 use headroom_collect::prometheus::{PrometheusConfig, PrometheusSource, QueryConfig};
-use support::{DAY, Prometheus, T0, backfill, install_tls, load_sample};
+use headroom_testing::prometheus::{Prometheus, backfill, install_tls};
+use headroom_testing::sample::{DAY, T0, load_sample};
 use tokio_util::sync::CancellationToken;
 
 /// Bump when the generated data changes, to rebuild the cached TSDB.

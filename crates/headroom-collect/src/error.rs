@@ -109,6 +109,15 @@ pub enum Error {
         kept: String,
     },
 
+    /// A store directory could not be read.
+    #[error("reading store {}", path.display())]
+    StoreRead {
+        /// The store's directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: Box<Error>,
+    },
+
     /// Another writer held the store's lock for longer than this one would wait.
     #[error(
         "store {}: another writer still holds its lock {} after {:.1} s; try again when that write has finished (the lock goes with its process, so it is never stale)",

@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::FutureExt;
 use headroom_core::BoxFuture;
 use headroom_core::series::check_name;
-use headroom_core::{SampleFrame, SeriesData, SeriesKey, format_duration};
+use headroom_core::{SampleFrame, SeriesData, SeriesKey, Span};
 use serde::{Deserialize, Serialize};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, System, ThreadKind};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -52,7 +52,7 @@ use crate::source::Source;
 /// The shortest accepted `interval`: sysinfo does not re-read CPU times more
 /// often than this (its `MINIMUM_CPU_UPDATE_INTERVAL` on Linux and Windows),
 /// so a shorter interval would repeat stale CPU values.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
+pub const MIN_INTERVAL: Span = Span(Duration::from_millis(200));
 
 /// Bytes of a process name the Linux kernel keeps (`TASK_COMM_LEN` − 1);
 /// longer names are seen truncated to this length.
@@ -66,14 +66,14 @@ const LINUX_COMM_LEN: usize = 15;
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// Time between two samples; at least 200 ms. Default `15s`.
-    #[serde(default = "default_interval", with = "duration_text")]
-    pub interval: Duration,
+    #[serde(default = "default_interval", deserialize_with = "Span::text_or_millis")]
+    pub interval: Span,
 
     /// How long to sample: `duration / interval` samples (rounded down) are
     /// taken, the last one `duration` after the start. Absent: sample until
     /// cancelled. Must not be shorter than `interval`.
-    #[serde(default = "default_duration", with = "duration_text::option")]
-    pub duration: Option<Duration>,
+    #[serde(default = "default_duration", deserialize_with = "Span::text_or_millis_opt")]
+    pub duration: Option<Span>,
 
     /// Process names to follow, each as `proc/<name>`, summing every process
     /// of that name. On Linux a name longer than 15 bytes also matches
@@ -94,11 +94,11 @@ pub struct HostConfig {
     pub all_units: bool,
 }
 
-fn default_interval() -> Duration {
-    Duration::from_secs(15)
+fn default_interval() -> Span {
+    Span::from_secs(15)
 }
 
-fn default_duration() -> Option<Duration> {
+fn default_duration() -> Option<Span> {
     None
 }
 
@@ -144,8 +144,8 @@ impl HostConfig {
 
     /// How many samples a bounded run takes (`None`: until cancelled).
     fn sample_count(&self) -> Option<u64> {
-        let interval = self.interval.as_millis().max(1);
-        self.duration.map(|d| u64::try_from(d.as_millis() / interval).unwrap_or(u64::MAX))
+        let interval = self.interval.0.as_millis().max(1);
+        self.duration.map(|d| u64::try_from(d.0.as_millis() / interval).unwrap_or(u64::MAX))
     }
 }
 
@@ -155,8 +155,7 @@ fn validate(cfg: &HostConfig, linux: bool) -> Result<()> {
         return Err(Error::Config(format!(
             "interval: {} is below the minimum of {}: CPU usage is measured between two readings \
              and the system does not re-read CPU times more often",
-            show(cfg.interval),
-            show(MIN_INTERVAL)
+            cfg.interval, MIN_INTERVAL
         )));
     }
     if let Some(d) = cfg.duration
@@ -164,8 +163,7 @@ fn validate(cfg: &HostConfig, linux: bool) -> Result<()> {
     {
         return Err(Error::Config(format!(
             "duration: {} is shorter than the interval ({}), so no sample would be taken",
-            show(d),
-            show(cfg.interval)
+            d, cfg.interval
         )));
     }
     check_list("processes", &cfg.processes)?;
@@ -196,11 +194,6 @@ fn validate(cfg: &HostConfig, linux: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A duration as users write it (`15s`, `500ms`).
-fn show(d: Duration) -> String {
-    format_duration(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Each name must be a valid part of an entity name and listed once.
@@ -590,7 +583,7 @@ impl HostSource {
         // Prime: CPU usage is a difference, so the first reading only sets the reference.
         let start = Instant::now();
         let (mut sampler, ()) = blocking(Sampler::new(cfg)?, Sampler::prime).await?;
-        let mut ticker = tokio::time::interval_at(start + cfg.interval, cfg.interval);
+        let mut ticker = tokio::time::interval_at(start + cfg.interval.0, cfg.interval.0);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         while wanted.is_none_or(|n| (recorder.samples as u64) < n) {
@@ -625,9 +618,9 @@ impl HostSource {
 impl Source for HostSource {
     fn describe(&self) -> String {
         let cfg = &self.cfg;
-        let mut out = format!("host {} every {}", self.hostname, show(cfg.interval));
+        let mut out = format!("host {} every {}", self.hostname, cfg.interval);
         if let Some(d) = cfg.duration {
-            out.push_str(&format!(" for {}", show(d)));
+            out.push_str(&format!(" for {d}"));
         }
         if !cfg.processes.is_empty() {
             out.push_str(&format!("; processes {}", cfg.processes.join(", ")));
@@ -645,71 +638,6 @@ impl Source for HostSource {
     /// point taken (also when cancelled).
     fn collect<'a>(&'a self, cancel: &'a CancellationToken) -> BoxFuture<'a, Result<SampleFrame>> {
         self.run(cancel).boxed()
-    }
-}
-
-/// Serde for durations written as text (`15s`, `500ms`) or integer milliseconds; written back as text.
-mod duration_text {
-    use std::fmt;
-    use std::time::Duration;
-
-    use headroom_core::{format_duration, parse_duration};
-    use serde::de::{self, Visitor};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        let ms = i64::try_from(d.as_millis()).map_err(|_| serde::ser::Error::custom("duration too long"))?;
-        s.serialize_str(&format_duration(ms))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(Text)
-    }
-
-    struct Text;
-
-    impl Visitor<'_> for Text {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration such as \"15s\" or \"500ms\", or a positive number of milliseconds")
-        }
-
-        fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Duration, E> {
-            if ms == 0 {
-                return Err(E::custom("duration 0 ms: it must be positive"));
-            }
-            Ok(Duration::from_millis(ms))
-        }
-
-        fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Duration, E> {
-            match u64::try_from(ms) {
-                Ok(ms) => self.visit_u64(ms),
-                Err(_) => Err(E::custom(format!("duration {ms} ms: it must be positive"))),
-            }
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
-            parse_duration(text).map_err(E::custom)
-        }
-    }
-
-    /// A duration that deserializes with [`Text`].
-    #[derive(Serialize, Deserialize)]
-    #[serde(transparent)]
-    struct Wrapped(#[serde(with = "super::duration_text")] Duration);
-
-    /// The same, for an optional duration (`null` or absent: `None`).
-    pub(super) mod option {
-        use super::*;
-
-        pub(in super::super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            d.map(Wrapped).serialize(s)
-        }
-
-        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
-        }
     }
 }
 
@@ -900,20 +828,20 @@ mod tests {
     fn config_defaults_and_duration_forms() {
         let cfg = config("{}").unwrap();
         assert_eq!(cfg, HostConfig::default());
-        assert_eq!(cfg.interval, Duration::from_secs(15));
+        assert_eq!(cfg.interval, Span::from_secs(15));
         assert_eq!(cfg.duration, None);
         assert_eq!(cfg.sample_count(), None);
 
         let cfg = config(r#"{"interval": "500ms", "duration": "3s", "processes": ["nginx"]}"#).unwrap();
-        assert_eq!(cfg.interval, Duration::from_millis(500));
-        assert_eq!(cfg.duration, Some(Duration::from_secs(3)));
+        assert_eq!(cfg.interval, Span::from_ms(500));
+        assert_eq!(cfg.duration, Some(Span::from_secs(3)));
         assert_eq!(cfg.sample_count(), Some(6));
         let back = serde_json::to_string(&cfg).unwrap();
         assert!(back.contains(r#""interval":"500ms""#), "{back}");
         assert_eq!(config(&back).unwrap(), cfg);
 
         let cfg = config(r#"{"interval": 250, "duration": 1100}"#).unwrap();
-        assert_eq!(cfg.interval, Duration::from_millis(250));
+        assert_eq!(cfg.interval, Span::from_ms(250));
         assert_eq!(cfg.sample_count(), Some(4));
         assert_eq!(config(r#"{"duration": null}"#).unwrap().duration, None);
     }
@@ -941,12 +869,12 @@ mod tests {
         };
         validate(&ok, true).unwrap();
 
-        let err = linux(&HostConfig { interval: Duration::from_millis(100), ..HostConfig::default() });
+        let err = linux(&HostConfig { interval: Span::from_ms(100), ..HostConfig::default() });
         assert!(err.contains("interval: 100ms is below the minimum of 200ms"), "{err}");
 
         let err = linux(&HostConfig {
-            interval: Duration::from_secs(15),
-            duration: Some(Duration::from_secs(10)),
+            interval: Span::from_secs(15),
+            duration: Some(Span::from_secs(10)),
             ..HostConfig::default()
         });
         assert!(err.contains("duration: 10s is shorter than the interval (15s)"), "{err}");

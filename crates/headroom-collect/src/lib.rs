@@ -3,8 +3,9 @@
 //! This crate owns the [`Source`] trait and its three sources — recorded
 //! files ([`files`]), Prometheus ([`prometheus`]) and the local host
 //! ([`host`]) — the limits file ([`limits`]), validation and resampling onto a
-//! grid ([`resample`]), per-series summaries ([`inspect`]) and the embedded
-//! Parquet store ([`store`]).
+//! grid ([`resample`]), per-series summaries ([`inspect`]), the embedded
+//! Parquet store ([`store`]) and reading recorded metrics from either
+//! ([`recorded`]).
 //!
 //! It yields frames in the canonical schemas of `headroom-core` and nothing
 //! else. It must not depend on forecasting, remediation or actuation.
@@ -15,6 +16,7 @@ pub mod host;
 pub mod inspect;
 pub mod limits;
 pub mod prometheus;
+pub mod recorded;
 pub mod resample;
 pub mod source;
 pub mod store;

@@ -82,16 +82,25 @@ pub fn resample_frame(frame: &SampleFrame, cfg: &ResampleConfig) -> Result<Vec<R
 /// report saying why; it is not an error unless `strict` rejected a value.
 pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -> Result<ResampledSeries> {
     cfg.validate()?;
-    let unit = series.key.unit();
     let mut report = RepairReport { points_in: series.len(), ..RepairReport::default() };
+    let points = valid_points(series, cfg.strict, &mut report)?;
+    let merged = merge_duplicates(sort_by_time(points, &mut report), &mut report);
+    let grid = grid_for(series, grid, &merged, cfg.step_ms)?;
+    let mut values = bin(&merged, &grid, series.key.unit().is_counter(), &mut report);
+    let imputed = fill_gaps(&mut values, &grid, cfg.max_gap_ms, &mut report);
+    Ok(ResampledSeries { key: series.key.clone(), grid, values, imputed, report })
+}
 
-    // 1–2: drop non-finite, reject negative resources.
+/// 1–2: the finite points, negative values of a non-negative unit rejected
+/// (counted, or with `strict` an error naming the first one).
+fn valid_points(series: &SeriesData, strict: bool, report: &mut RepairReport) -> Result<Vec<(i64, f64)>> {
+    let unit = series.key.unit();
     let mut points: Vec<(i64, f64)> = Vec::with_capacity(series.len());
     for (&t, &v) in series.ts.iter().zip(&series.values) {
         if !v.is_finite() {
             report.non_finite_dropped += 1;
         } else if v < 0.0 && unit.is_non_negative() {
-            if cfg.strict {
+            if strict {
                 return Err(Error::Invalid {
                     series: series.key.to_string(),
                     why: format!("negative {unit} value {v} at {}", format_ts(t)),
@@ -103,8 +112,11 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
             points.push((t, v));
         }
     }
+    Ok(points)
+}
 
-    // 3: sort, counting points that arrived after a later timestamp.
+/// 3: the points in time order, counting those that arrived after a later timestamp.
+fn sort_by_time(mut points: Vec<(i64, f64)>, report: &mut RepairReport) -> Vec<(i64, f64)> {
     let mut latest = i64::MIN;
     for &(t, _) in &points {
         if t < latest {
@@ -115,8 +127,11 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
     if report.out_of_order > 0 {
         points.sort_by_key(|&(t, _)| t);
     }
+    points
+}
 
-    // 4: merge duplicates by mean.
+/// 4: sorted points sharing a timestamp merged by their mean.
+fn merge_duplicates(points: Vec<(i64, f64)>, report: &mut RepairReport) -> Vec<(i64, f64)> {
     let mut merged: Vec<(i64, f64)> = Vec::with_capacity(points.len());
     let mut run = 1usize;
     for (t, v) in points {
@@ -132,14 +147,17 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
             }
         }
     }
+    merged
+}
 
-    let grid = match (grid, merged.first(), merged.last()) {
+/// `grid` when given, else the epoch-aligned grid of `step_ms` covering the
+/// sorted `points` (empty without points); refused beyond [`MAX_BINS`] bins.
+fn grid_for(series: &SeriesData, grid: Option<Grid>, points: &[(i64, f64)], step_ms: i64) -> Result<Grid> {
+    let grid = match (grid, points.first(), points.last()) {
         (Some(g), _, _) => g,
-        (None, Some(&(first, _)), Some(&(last, _))) => Grid::covering(cfg.step_ms, first, last)?,
-        (None, _, _) => Grid::new(cfg.step_ms, 0, 0)?,
+        (None, Some(&(first, _)), Some(&(last, _))) => Grid::covering(step_ms, first, last)?,
+        (None, _, _) => Grid::new(step_ms, 0, 0)?,
     };
-
-    // 5: bin.
     let n = grid.len();
     if n > MAX_BINS {
         return Err(Error::Invalid {
@@ -152,32 +170,19 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
             ),
         });
     }
+    Ok(grid)
+}
+
+/// 5: the value of each bin of `grid` (NaN when it holds nothing): gauges
+/// the mean of their points, counters the rate per second of their increases.
+fn bin(points: &[(i64, f64)], grid: &Grid, counter: bool, report: &mut RepairReport) -> Vec<f64> {
+    let n = grid.len();
     let mut sum = vec![0.0f64; n];
     let mut weight = vec![0.0f64; n];
-    if unit.is_counter() {
-        for pair in merged.windows(2) {
-            let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
-            let increase = if v1 >= v0 {
-                v1 - v0
-            } else {
-                report.counter_resets += 1;
-                v1
-            };
-            match grid.bin_of(t1) {
-                Some(b) => {
-                    sum[b] += increase;
-                    weight[b] += (t1 - t0) as f64 / 1000.0;
-                }
-                None => report.outside_grid += 1,
-            }
-        }
-        if let Some(&(t, _)) = merged.first()
-            && grid.bin_of(t).is_none()
-        {
-            report.outside_grid += 1;
-        }
+    if counter {
+        bin_counter(points, grid, &mut sum, &mut weight, report);
     } else {
-        for &(t, v) in &merged {
+        for &(t, v) in points {
             match grid.bin_of(t) {
                 Some(b) => {
                     sum[b] += v;
@@ -187,12 +192,44 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
             }
         }
     }
-    let mut values: Vec<f64> = sum.iter().zip(&weight).map(|(s, w)| if *w > 0.0 { s / w } else { f64::NAN }).collect();
-    let mut imputed = vec![false; n];
+    sum.iter().zip(&weight).map(|(s, w)| if *w > 0.0 { s / w } else { f64::NAN }).collect()
+}
 
-    // 6: gaps.
+/// Adds each increase between consecutive counter points (a drop is a reset:
+/// the increase is the new value) to the bin of its later point, and the
+/// seconds it took to that bin's weight.
+fn bin_counter(points: &[(i64, f64)], grid: &Grid, sum: &mut [f64], weight: &mut [f64], report: &mut RepairReport) {
+    for pair in points.windows(2) {
+        let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
+        let increase = if v1 >= v0 {
+            v1 - v0
+        } else {
+            report.counter_resets += 1;
+            v1
+        };
+        match grid.bin_of(t1) {
+            Some(b) => {
+                sum[b] += increase;
+                weight[b] += (t1 - t0) as f64 / 1000.0;
+            }
+            None => report.outside_grid += 1,
+        }
+    }
+    if let Some(&(t, _)) = points.first()
+        && grid.bin_of(t).is_none()
+    {
+        report.outside_grid += 1;
+    }
+}
+
+/// 6: runs of empty (NaN) bins no longer than `max_gap_ms` between two
+/// filled bins are linearly interpolated; longer runs and runs at the edges
+/// stay missing. Every run is listed as a gap; returns which bins were imputed.
+fn fill_gaps(values: &mut [f64], grid: &Grid, max_gap_ms: i64, report: &mut RepairReport) -> Vec<bool> {
+    let n = values.len();
+    let mut imputed = vec![false; n];
     report.bins = n;
-    let max_gap_bins = (cfg.max_gap_ms / grid.step_ms) as usize;
+    let max_gap_bins = (max_gap_ms / grid.step_ms) as usize;
     let mut i = 0;
     while i < n {
         if !values[i].is_nan() {
@@ -218,8 +255,7 @@ pub fn resample(series: &SeriesData, grid: Option<Grid>, cfg: &ResampleConfig) -
         }
         report.gaps.push(Gap { start_ms: grid.ts(start), end_ms: grid.ts(i), bins, interpolated: fill });
     }
-
-    Ok(ResampledSeries { key: series.key.clone(), grid, values, imputed, report })
+    imputed
 }
 
 /// The median spacing between consecutive distinct timestamps, if there are two.

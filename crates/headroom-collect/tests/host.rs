@@ -4,13 +4,14 @@
 #![cfg(target_os = "linux")]
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use headroom_collect::Source;
 use headroom_collect::host::{HostConfig, HostSource};
-use headroom_core::SeriesData;
+use headroom_core::{SeriesData, Span};
+use headroom_testing::systemd::Sandbox;
 use tokio_util::sync::CancellationToken;
 
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -71,7 +72,7 @@ fn mean(s: &SeriesData) -> f64 {
 }
 
 fn bounded(processes: Vec<String>, units: Vec<String>, all_units: bool) -> HostConfig {
-    HostConfig { interval: INTERVAL, duration: Some(RUN), processes, units, all_units }
+    HostConfig { interval: Span(INTERVAL), duration: Some(Span(RUN)), processes, units, all_units }
 }
 
 #[tokio::test]
@@ -119,8 +120,8 @@ async fn host_source_samples_busy_processes_and_the_host_every_interval() {
 #[tokio::test]
 async fn host_source_cancelled_returns_promptly_with_the_samples_taken() {
     let cfg = HostConfig {
-        interval: Duration::from_millis(250),
-        duration: Some(Duration::from_secs(60)),
+        interval: Span(Duration::from_millis(250)),
+        duration: Some(Span(Duration::from_secs(60))),
         ..HostConfig::default()
     };
     let source = HostSource::new(cfg).unwrap();
@@ -152,55 +153,24 @@ async fn host_source_cancelled_before_the_first_sample_returns_an_empty_frame() 
     assert!(frame.is_empty());
 }
 
-/// A real systemd booted by `systemd-sandbox.sh`, stopped (by its PID) when dropped.
-struct Sandbox {
-    script: PathBuf,
-    state: PathBuf,
+/// A real systemd (`headroom_testing::systemd`) running the unit file
+/// `unit`. Never skipped: this test fails when the sandbox cannot start.
+fn start_sandbox(unit: &Path) -> Sandbox {
+    let script = Sandbox::script();
+    assert!(
+        script.is_file(),
+        "{} not found: set HEADROOM_SYSTEMD_SANDBOX to the systemd sandbox script (default: scripts/testing/systemd-sandbox.sh)",
+        script.display()
+    );
+    Sandbox::start(&[], &[], &[unit]).unwrap_or_else(|why| panic!("systemd sandbox did not start: {why}"))
 }
 
-impl Sandbox {
-    fn script() -> PathBuf {
-        let script = std::env::var_os("HEADROOM_SYSTEMD_SANDBOX")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testing/systemd-sandbox.sh"));
-        assert!(
-            script.is_file(),
-            "{} not found: set HEADROOM_SYSTEMD_SANDBOX to the systemd sandbox script (default: scripts/testing/systemd-sandbox.sh)",
-            script.display()
-        );
-        script
-    }
-
-    fn start(state: PathBuf, units: &[&Path]) -> Self {
-        let script = Self::script();
-        let out = Command::new(&script).arg("start").arg(&state).args(units).output().unwrap();
-        let sandbox = Self { script, state };
-        assert!(
-            out.status.success(),
-            "systemd sandbox did not start: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        sandbox
-    }
-
-    fn systemctl(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.script).arg("exec").arg(&self.state).arg("systemctl").args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn wait_active(&self, unit: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.systemctl(&["is-active", unit]) != "active" {
-            assert!(Instant::now() < deadline, "{unit} did not become active: {}", self.systemctl(&["status", unit]));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("stop").arg(&self.state).status();
+/// Waits (at most 10 s) until `unit` is active in `sandbox`.
+fn wait_active(sandbox: &Sandbox, unit: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sandbox.exec(&["systemctl", "is-active", unit]).1 != "active" {
+        assert!(Instant::now() < deadline, "{unit} did not become active: {}", sandbox.status(unit));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -211,8 +181,8 @@ async fn host_source_follows_a_busy_unit_of_a_real_systemd_through_its_cgroup() 
     let unit = dir.path().join("demo.service");
     std::fs::write(&unit, "[Unit]\nDescription=two busy loops\n[Service]\nExecStart=/bin/sh -c \"(while :; do :; done) & while :; do :; done\"\n")
         .unwrap();
-    let sandbox = Sandbox::start(dir.path().join("state"), &[&unit]);
-    sandbox.wait_active("demo.service");
+    let sandbox = start_sandbox(&unit);
+    wait_active(&sandbox, "demo.service");
 
     let cfg = bounded(vec![], vec!["demo.service".into(), "absent.service".into()], true);
     let frame = HostSource::new(cfg).unwrap().collect(&CancellationToken::new()).await.unwrap();

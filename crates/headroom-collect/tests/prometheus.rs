@@ -2,8 +2,6 @@
 //! own on a free loopback port, in its own temporary directory, and stops it
 //! by PID), and against a scripted HTTP server for the retry rules.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,10 +10,10 @@ use headroom_collect::Error;
 use headroom_collect::Source;
 use headroom_collect::prometheus::{AuthConfig, Preset, PrometheusConfig, PrometheusSource, QueryConfig, SecretSource};
 use headroom_collect::resample::{ResampleConfig, resample_frame};
-use headroom_core::{SampleFrame, SeriesData, SeriesKey};
-use support::{DAY, OpenMetrics, Process, Prometheus, T0, backfill, install_tls, load_sample, require, window};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use headroom_core::{SampleFrame, SeriesData, SeriesKey, Span};
+use headroom_testing::prometheus::{OpenMetrics, Prometheus, Reply, ScriptedServer, backfill, install_tls};
+use headroom_testing::sample::{DAY, T0, load_sample, sample_path, window};
+use headroom_testing::{Process, free_port, http_get_status, require_binary};
 use tokio_util::sync::CancellationToken;
 
 const MIN: i64 = 60_000;
@@ -51,7 +49,7 @@ async fn backfilled_history_round_trips_through_a_real_prometheus() {
             let s = sample
                 .iter()
                 .find(|s| s.key.entity == e && s.key.metric == m)
-                .unwrap_or_else(|| panic!("{e}:{m} is not in {}", support::sample_path().display()));
+                .unwrap_or_else(|| panic!("{e}:{m} is not in {}", sample_path().display()));
             window(s, T0, end)
         })
         .collect();
@@ -75,7 +73,7 @@ async fn backfilled_history_round_trips_through_a_real_prometheus() {
     // of its own 5-minute bin, and stopping one step before `end` keeps the
     // last sample from leaking into a bin after the recorded range.
     let mut cfg = PrometheusConfig::new(prom.url.clone(), T0, end - MIN);
-    cfg.step = Duration::from_secs(60);
+    cfg.step = Span(Duration::from_secs(60));
     for m in ["m1", "m2", "m4"] {
         cfg.queries.push(QueryConfig::new(m, format!(r#"asd_value{{metric="{m}"}}"#), "{entity}"));
     }
@@ -131,7 +129,7 @@ async fn prometheus_killed_mid_pull_fails_the_whole_pull() {
     cfg.max_points_per_request = 5;
     cfg.concurrency = 1;
     cfg.retries = 4;
-    cfg.retry_backoff = Duration::from_millis(20);
+    cfg.retry_backoff = Span(Duration::from_millis(20));
     let source = Arc::new(PrometheusSource::new(cfg).unwrap());
     let planned = source.planned_requests();
     assert_eq!(planned, 1729);
@@ -268,8 +266,8 @@ async fn kubernetes_preset_groups_containers_by_workload() {
 async fn node_preset_pulls_live_node_exporter_metrics() {
     install_tls();
     let dir = tempfile::tempdir().unwrap();
-    let exporter_bin = require("prometheus-node-exporter");
-    let exporter_port = support::free_port();
+    let exporter_bin = require_binary("prometheus-node-exporter", "prometheus-node-exporter");
+    let exporter_port = free_port();
     let target = format!("127.0.0.1:{exporter_port}");
     let mut exporter = Process::spawn(
         &exporter_bin,
@@ -277,7 +275,7 @@ async fn node_preset_pulls_live_node_exporter_metrics() {
         &dir.path().join("node-exporter.log"),
     );
     let started = Instant::now();
-    while support::http_get_status(exporter_port, "/metrics") != Some(200) {
+    while http_get_status(exporter_port, "/metrics") != Some(200) {
         assert!(exporter.exited().is_none(), "node exporter exited\n{}", exporter.log_tail());
         assert!(started.elapsed() < Duration::from_secs(30), "node exporter not up\n{}", exporter.log_tail());
         std::thread::sleep(Duration::from_millis(100));
@@ -317,7 +315,7 @@ async fn node_preset_pulls_live_node_exporter_metrics() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let mut cfg = PrometheusConfig::new(prom.url.clone(), 0, 0);
     cfg.presets = vec![Preset::Node];
-    cfg.step = Duration::from_secs(5);
+    cfg.step = Span(Duration::from_secs(5));
     let cfg = cfg.with_range(Duration::from_secs(60), None, now);
     let frame = collect(&PrometheusSource::new(cfg).unwrap()).await.unwrap();
     let series = by_key(&frame);
@@ -336,18 +334,6 @@ async fn node_preset_pulls_live_node_exporter_metrics() {
 // A scripted HTTP/1.1 server, for the retry rules.
 // ---------------------------------------------------------------------------
 
-/// One canned answer: status line, extra headers, body.
-#[derive(Clone)]
-struct Canned {
-    status: &'static str,
-    headers: &'static str,
-    body: String,
-}
-
-fn canned(status: &'static str, headers: &'static str, body: &str) -> Canned {
-    Canned { status, headers, body: body.to_owned() }
-}
-
 fn matrix_body() -> String {
     format!(
         r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"instance":"a"}},"values":[[{},"0.5"],[{},"0.75"],[{},"1"]]}}]}}}}"#,
@@ -357,55 +343,16 @@ fn matrix_body() -> String {
     )
 }
 
-/// Serves `answers` in order (the last one repeats; `None` holds the
-/// connection open without answering). Returns the base URL and the request heads seen.
-async fn scripted_server(answers: Vec<Option<Canned>>) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let n = {
-                let mut seen = log.lock().unwrap();
-                seen.push(String::from_utf8_lossy(&head).into_owned());
-                seen.len()
-            };
-            let answer = answers[(n - 1).min(answers.len() - 1)].clone();
-            let Some(a) = answer else {
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    drop(stream);
-                });
-                continue;
-            };
-            let response = format!(
-                "HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n{}",
-                a.status,
-                a.body.len(),
-                a.headers,
-                a.body
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        }
-    });
-    (url, seen)
+/// Serves `replies` in order (the last one repeats). Returns the base URL and the request heads seen.
+fn scripted_server(replies: Vec<Reply>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let server = ScriptedServer::replies(replies);
+    (server.url, server.seen)
 }
 
 fn scripted_config(url: &str) -> PrometheusConfig {
     let mut cfg = PrometheusConfig::new(url, T0, T0 + 2 * MIN);
-    cfg.step = Duration::from_secs(60);
-    cfg.retry_backoff = Duration::from_millis(50);
+    cfg.step = Span(Duration::from_secs(60));
+    cfg.retry_backoff = Span(Duration::from_millis(50));
     cfg.queries.push(QueryConfig::new("cpu", "up", "host/{instance}"));
     cfg
 }
@@ -414,11 +361,10 @@ fn scripted_config(url: &str) -> PrometheusConfig {
 async fn overload_and_rate_limits_are_retried_honouring_retry_after() {
     install_tls();
     let (url, seen) = scripted_server(vec![
-        Some(canned("503 Service Unavailable", "", "overloaded")),
-        Some(canned("429 Too Many Requests", "Retry-After: 1\r\n", "slow down")),
-        Some(canned("200 OK", "", &matrix_body())),
-    ])
-    .await;
+        Reply::answer("503 Service Unavailable", "", "overloaded"),
+        Reply::answer("429 Too Many Requests", "Retry-After: 1\r\n", "slow down"),
+        Reply::answer("200 OK", "", &matrix_body()),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "tok-3141\n").unwrap();
@@ -473,10 +419,9 @@ async fn logs_describe_requests_without_secrets() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let (url, _seen) = scripted_server(vec![
-        Some(canned("503 Service Unavailable", "", "overloaded")),
-        Some(canned("200 OK", "", &matrix_body())),
-    ])
-    .await;
+        Reply::answer("503 Service Unavailable", "", "overloaded"),
+        Reply::answer("200 OK", "", &matrix_body()),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, "pw-2718\n").unwrap();
@@ -497,7 +442,7 @@ async fn logs_describe_requests_without_secrets() {
 async fn client_errors_are_not_retried() {
     install_tls();
     let body = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:6: parse error: unexpected end of input"}"#;
-    let (url, seen) = scripted_server(vec![Some(canned("400 Bad Request", "", body))]).await;
+    let (url, seen) = scripted_server(vec![Reply::answer("400 Bad Request", "", body)]);
     let source = PrometheusSource::new(scripted_config(&url)).unwrap();
     match collect(&source).await {
         Err(Error::PromQl { error_type, message, .. }) => {
@@ -510,7 +455,7 @@ async fn client_errors_are_not_retried() {
     assert_eq!(seen.lock().unwrap().len(), 1, "a 400 is not retried");
 
     // A 401 without a Prometheus body: one request, a hint, and no secret in the message.
-    let (url, seen) = scripted_server(vec![Some(canned("401 Unauthorized", "", "bad token"))]).await;
+    let (url, seen) = scripted_server(vec![Reply::answer("401 Unauthorized", "", "bad token")]);
     let mut cfg = scripted_config(&url);
     cfg.auth = Some(AuthConfig::Basic { username: "me".into(), password: SecretSource::Env("CARGO_PKG_NAME".into()) });
     let err = collect(&PrometheusSource::new(cfg).unwrap()).await.unwrap_err();
@@ -525,7 +470,7 @@ async fn client_errors_are_not_retried() {
 async fn persistent_server_errors_give_up_after_the_retries() {
     install_tls();
     let body = r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#;
-    let (url, seen) = scripted_server(vec![Some(canned("503 Service Unavailable", "", body))]).await;
+    let (url, seen) = scripted_server(vec![Reply::answer("503 Service Unavailable", "", body)]);
     let mut cfg = scripted_config(&url);
     cfg.retries = 2;
     match collect(&PrometheusSource::new(cfg).unwrap()).await {
@@ -542,15 +487,15 @@ async fn persistent_server_errors_give_up_after_the_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_answers_time_out_and_cancellation_stops_the_pull() {
     install_tls();
-    let (url, seen) = scripted_server(vec![None]).await;
+    let (url, seen) = scripted_server(vec![Reply::Hang]);
     let mut cfg = scripted_config(&url);
-    cfg.timeout = Duration::from_millis(200);
+    cfg.timeout = Span(Duration::from_millis(200));
     cfg.retries = 1;
     let err = collect(&PrometheusSource::new(cfg.clone()).unwrap()).await.unwrap_err().to_string();
     assert!(err.contains("within the timeout of 200ms after 2 attempts"), "{err}");
     assert_eq!(seen.lock().unwrap().len(), 2);
 
-    cfg.timeout = Duration::from_secs(30);
+    cfg.timeout = Span(Duration::from_secs(30));
     let source = PrometheusSource::new(cfg).unwrap();
     let cancel = CancellationToken::new();
     let started = Instant::now();

@@ -12,6 +12,23 @@ use crate::series::SeriesKey;
 /// The quantiles every forecast carries, in order.
 pub const QUANTILES: [f64; 3] = [0.1, 0.5, 0.9];
 
+/// How far a requested quantile level may be from one of [`QUANTILES`] and
+/// still name it (a level read from TOML or YAML is a float).
+pub const QUANTILE_TOLERANCE: f64 = 1e-6;
+
+/// The position in [`QUANTILES`] of `level`, or `None` when forecasts do not
+/// carry it. The one rule for naming a quantile: a config's `quantile` is
+/// validated with it, and the policy's path and peak are chosen by it.
+pub fn quantile_index(level: f64) -> Option<usize> {
+    QUANTILES.iter().position(|q| (q - level).abs() < QUANTILE_TOLERANCE)
+}
+
+/// The first bin of the highest value of `path`, and that value (`None` for
+/// an empty path): the peak a policy reads over the horizon.
+pub fn peak(path: &[f64]) -> Option<(usize, f64)> {
+    path.iter().copied().enumerate().reduce(|best, b| if b.1 > best.1 { b } else { best })
+}
+
 /// Column: the model's name (as given to `--models`).
 pub const MODEL: &str = "model";
 /// Column: start of the first forecast bin; only data before it was used.
@@ -114,6 +131,17 @@ impl Quantiles {
             };
         };
         self.p10.iter_mut().chain(&mut self.p50).chain(&mut self.p90).for_each(snap);
+    }
+
+    /// The path of quantile `level` ([`quantile_index`] names it), or `None`
+    /// when forecasts do not carry that level.
+    pub fn path(&self, level: f64) -> Option<&[f64]> {
+        quantile_index(level).map(|i| self.paths()[i].1)
+    }
+
+    /// Every path with its column name, in the order of [`QUANTILES`].
+    pub fn paths(&self) -> [(&'static str, &[f64]); 3] {
+        [(P10, &self.p10), (P50, &self.p50), (P90, &self.p90)]
     }
 
     /// Number of steps.

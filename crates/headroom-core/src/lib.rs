@@ -20,6 +20,7 @@ pub mod grid;
 pub mod interrupt;
 pub mod limits;
 pub mod repair;
+pub mod retry;
 pub mod series;
 pub mod time;
 

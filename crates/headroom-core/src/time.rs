@@ -196,6 +196,55 @@ impl Serialize for Span {
     }
 }
 
+impl Span {
+    /// Reads a span written as text (`15s`, like [`Span`]'s own
+    /// `Deserialize`) or as a positive integer number of milliseconds (`500`),
+    /// for configs that have always taken both:
+    /// `#[serde(deserialize_with = "Span::text_or_millis")]`. Written back as text.
+    pub fn text_or_millis<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Span, D::Error> {
+        d.deserialize_any(TextOrMillis)
+    }
+
+    /// [`Span::text_or_millis`] for an optional span (`null`: `None`).
+    pub fn text_or_millis_opt<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Span>, D::Error> {
+        Ok(Option::<SpanOrMillis>::deserialize(d)?.map(|s| s.0))
+    }
+}
+
+/// A [`Span`] read by [`Span::text_or_millis`].
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct SpanOrMillis(#[serde(deserialize_with = "Span::text_or_millis")] Span);
+
+/// The visitor of [`Span::text_or_millis`].
+struct TextOrMillis;
+
+impl serde::de::Visitor<'_> for TextOrMillis {
+    type Value = Span;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a duration such as \"15s\" or \"500ms\", or a positive number of milliseconds")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, ms: u64) -> std::result::Result<Span, E> {
+        if ms == 0 {
+            return Err(E::custom("duration 0 ms: it must be positive"));
+        }
+        Ok(Span(Duration::from_millis(ms)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, ms: i64) -> std::result::Result<Span, E> {
+        match u64::try_from(ms) {
+            Ok(ms) => self.visit_u64(ms),
+            Err(_) => Err(E::custom(format!("duration {ms} ms: it must be positive"))),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Span, E> {
+        text.parse().map_err(E::custom)
+    }
+}
+
 /// The longest duration [`parse_duration`] accepts: 100 years. Longer ones are
 /// refused, never clamped: a guardrail such as a cooldown or the stale-data
 /// limit must mean what it says, and any timestamp plus this stays in range.
@@ -345,5 +394,28 @@ mod tests {
         for ms in [1, 250, 60_000, 5_400_000, 1_209_600_000, 90_500] {
             assert_eq!(parse_duration(&format_duration(ms)).unwrap().as_millis() as i64, ms);
         }
+    }
+
+    #[test]
+    fn spans_read_as_text_or_millis_and_write_back_as_text() {
+        #[derive(Debug, PartialEq, Deserialize, Serialize)]
+        struct Cfg {
+            #[serde(deserialize_with = "Span::text_or_millis")]
+            every: Span,
+            #[serde(default, deserialize_with = "Span::text_or_millis_opt")]
+            for_: Option<Span>,
+        }
+        let read = |json: &str| serde_json::from_str::<Cfg>(json).map_err(|e| e.to_string());
+        let cfg = read(r#"{"every": "1m30s", "for_": 2500}"#).unwrap();
+        assert_eq!(cfg, Cfg { every: Span::from_secs(90), for_: Some(Span::from_ms(2500)) });
+        assert_eq!(serde_json::to_string(&cfg).unwrap(), r#"{"every":"1m30s","for_":"2s500ms"}"#);
+        assert_eq!(read(r#"{"every": 250, "for_": null}"#).unwrap().for_, None);
+        assert_eq!(read(r#"{"every": 250}"#).unwrap().for_, None);
+        assert!(read(r#"{"every": 0}"#).unwrap_err().contains("duration 0 ms: it must be positive"));
+        assert!(read(r#"{"every": -5}"#).unwrap_err().contains("duration -5 ms: it must be positive"));
+        assert!(read(r#"{"every": "5x"}"#).unwrap_err().contains("\"5x\""));
+        assert!(read(r#"{"every": true}"#).unwrap_err().contains("or a positive number of milliseconds"));
+        // Span's own Deserialize takes text only.
+        assert!(serde_json::from_str::<Span>("250").is_err());
     }
 }

@@ -150,12 +150,12 @@ fn with_range(
             let key = format!("prometheus {} {:?} {:?}", p.url, p.presets, p.queries);
             let from =
                 pulled.get(&key).map_or(now - settings.store.backfill.ms(), |&end| end - OVERLAP.as_millis() as i64);
-            let range = Duration::from_millis((now - from).max(p.step.as_millis() as i64) as u64);
+            let range = Duration::from_millis((now - from).max(p.step.ms()) as u64);
             (SourceConfig::Prometheus(p.with_range(range, None, now)), Some(key))
         }
         SourceConfig::Host(mut h) => {
             if h.duration.is_none() {
-                h.duration = Some(settings.schedule.collect.0.max(h.interval));
+                h.duration = Some(settings.schedule.collect.max(h.interval));
             }
             (SourceConfig::Host(h), None)
         }

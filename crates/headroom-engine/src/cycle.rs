@@ -130,21 +130,12 @@ fn forecast_all(
     (out, fallbacks, errors)
 }
 
-fn path(f: &Forecast, quantile: f64) -> &[f64] {
-    if quantile < 0.3 {
-        &f.q.p10
-    } else if quantile < 0.7 {
-        &f.q.p50
-    } else {
-        &f.q.p90
-    }
-}
-
-/// The peak of the target's quantile over the horizon, as evidence.
-fn peak_evidence(f: &Forecast, quantile: f64, level: f64) -> Evidence {
-    let p = path(f, quantile);
-    let (i, peak) = p.iter().copied().enumerate().fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
-    Evidence {
+/// The peak of the target's quantile over the horizon, as evidence (`None`
+/// when forecasts do not carry that quantile: the saturation check says so).
+fn peak_evidence(f: &Forecast, quantile: f64, level: f64) -> Option<Evidence> {
+    let p = f.q.path(quantile)?;
+    let (i, peak) = headroom_core::forecast::peak(p)?;
+    Some(Evidence {
         series: f.key.to_string(),
         model: f.model.clone(),
         origin_ms: f.origin_ms,
@@ -153,7 +144,7 @@ fn peak_evidence(f: &Forecast, quantile: f64, level: f64) -> Evidence {
         peak_at_ms: f.ts(i),
         threshold: level,
         crosses_at_ms: p.iter().position(|v| *v > level).map(|i| f.ts(i)),
-    }
+    })
 }
 
 /// Times the counter rose (a start) within `span_ms` before `now_ms`; when it
@@ -330,94 +321,152 @@ pub fn decide(
     history: &BTreeMap<String, Vec<PastAction>>,
     now_ms: i64,
 ) -> Result<CycleReport> {
-    let grid: BTreeMap<&SeriesKey, &ResampledSeries> = world.grid.iter().map(|s| (&s.key, s)).collect();
-    let raw: BTreeMap<&SeriesKey, &SeriesData> = world.raw.iter().map(|s| (&s.key, s)).collect();
+    let seen = Seen {
+        grid: world.grid.iter().map(|s| (&s.key, s)).collect(),
+        raw: world.raw.iter().map(|s| (&s.key, s)).collect(),
+    };
     let mut notes = Vec::new();
-    let mut note = |t: &Target, n: String| notes.push(TargetNote { target: t.name.clone(), note: n });
     let mut risks = Vec::new();
     let mut states = BTreeMap::new();
     for t in &cfg.targets {
+        let mut note = |n: String| notes.push(TargetNote { target: t.name.clone(), note: n });
         let k = key(&t.entity, &t.metric);
-        let configured = configured_replicas(t, world.limits, &k);
-        let current = world.replicas.get(&t.name).copied().or(configured);
-        let mut state = TargetState {
-            replicas: current,
-            history: history.get(&t.name).cloned().unwrap_or_default(),
-            ..TargetState::default()
-        };
-        // Capacity grows with replicas: the level of the recorded series at `current` replicas.
-        let scale = match (current, configured) {
-            (Some(c), Some(r)) if r > 0 => f64::from(c) / f64::from(r),
-            _ => 1.0,
-        };
-        if let Some(r) = raw.get(&k) {
-            state.last_sample_ms = r.ts[..r.ts.partition_point(|&ts| ts <= now_ms)].last().copied();
-        }
-        let level = saturation_level(t, world.limits, &k).map(|(l, _)| l * scale);
-        let Some(s) = grid.get(&k) else {
-            note(t, format!("no series {k} in the data"));
+        let (mut state, scale) = replicas_state(t, world, &seen, history, now_ms);
+        let Some(s) = seen.grid.get(&k) else {
+            note(format!("no series {k} in the data"));
             states.insert(t.name.clone(), state);
             continue;
         };
-        if level.is_none() {
-            note(t, format!("no capacity or threshold for {k} (limits file or `capacity`): no saturation check"));
-        }
-        let h = history_until(s, now_ms);
-        if h.values.is_empty() {
-            note(t, format!("no data of {k} before {}", format_ts(now_ms)));
-        }
-        let per = (t.scale_in.window.ms() / s.grid.step_ms).max(1) as usize;
-        state.recent =
-            h.values[h.values.len().saturating_sub(per)..].iter().copied().filter(|v| v.is_finite()).collect();
-        state.level = level;
-        let forecast = book.latest(&k, now_ms).and_then(|f| from_now(f, now_ms));
-        if let (Some(f), Some(level)) = (&forecast, level) {
-            state.forecast = Some(peak_evidence(f, t.quantile, level));
-            if let Some(r) = detect::saturation(f, t.quantile, level, now_ms)? {
-                risks.push(Risk::Saturation(r));
-            }
-            let past = book.before(&k, now_ms);
-            state.health = Some(if past.is_empty() {
-                ForecastHealth {
-                    key: k.clone(),
-                    mase: None,
-                    coverage: None,
-                    scored: 0,
-                    degraded: false,
-                    reason: format!("no earlier forecast to score yet (window {})", cfg.detect.health.window),
-                }
-            } else {
-                detect::health(past, &actual(s, now_ms), &cfg.detect.health, now_ms)?
-            });
-        }
-        // Crash patterns from the raw samples of the same entity (the detectors
-        // and `starts_within` read only samples at or before `now_ms`).
-        let restarts = raw.get(&key(&t.entity, &t.restarts_metric)).copied();
-        if let Some(c) = restarts {
+        let level = saturation_level(t, world.limits, &k).map(|(l, _)| l * scale);
+        risks.extend(forecast_state(&mut state, t, s, level, book, cfg, now_ms, &mut note)?);
+        if let Some(c) = seen.raw.get(&key(&t.entity, &t.restarts_metric)) {
             let span = t.start_limit().map_or(0, |l| l.interval.ms()).max(3_600_000);
             state.recent_starts_ms = starts_within(c, now_ms, span);
-            if let Some(r) = detect::restart_loop(c, &cfg.detect.restart_loop, now_ms)? {
-                risks.push(Risk::RestartLoop(r));
-            }
         }
-        let mem_key = key(&t.entity, &t.memory_metric);
-        if let (Some(m), Some((mem_limit, _))) = (raw.get(&mem_key), saturation_level(t, world.limits, &mem_key)) {
-            if let Some(r) = detect::oom_kill(m, mem_limit, restarts, &cfg.detect.oom, now_ms)? {
-                risks.push(Risk::OomKill(r));
-            }
-            if let Some(r) = detect::memory_leak(m, mem_limit, &cfg.detect.leak, now_ms)? {
-                risks.push(Risk::MemoryLeak(r));
-            }
-        }
-        if let Some(up) = raw.get(&key(&t.entity, "up"))
-            && let Some(r) = detect::flapping(up, 0.5, &cfg.detect.flapping, now_ms)?
-        {
-            risks.push(Risk::Flapping(r));
-        }
+        risks.extend(crash_risks(t, world.limits, &seen, cfg, now_ms)?);
         states.insert(t.name.clone(), state);
     }
     let plan = plan(&risks, &states, cfg, now_ms);
     Ok(CycleReport { now_ms, plan, risks, states, forecasts: Vec::new(), fallbacks: Vec::new(), notes })
+}
+
+/// The series a cycle sees, by key: on the grid (for forecasts) and raw (for
+/// the crash detectors and the last sample's time).
+struct Seen<'a> {
+    grid: BTreeMap<&'a SeriesKey, &'a ResampledSeries>,
+    raw: BTreeMap<&'a SeriesKey, &'a SeriesData>,
+}
+
+/// A target's replicas (observed, else configured), its past actions and the
+/// time of its last sample; and how much its capacity has grown over the
+/// recorded series' (current / configured replicas).
+fn replicas_state(
+    t: &Target,
+    world: &World<'_>,
+    seen: &Seen<'_>,
+    history: &BTreeMap<String, Vec<PastAction>>,
+    now_ms: i64,
+) -> (TargetState, f64) {
+    let k = key(&t.entity, &t.metric);
+    let configured = configured_replicas(t, world.limits, &k);
+    let current = world.replicas.get(&t.name).copied().or(configured);
+    let mut state = TargetState {
+        replicas: current,
+        history: history.get(&t.name).cloned().unwrap_or_default(),
+        ..TargetState::default()
+    };
+    // Capacity grows with replicas: the level of the recorded series at `current` replicas.
+    let scale = match (current, configured) {
+        (Some(c), Some(r)) if r > 0 => f64::from(c) / f64::from(r),
+        _ => 1.0,
+    };
+    if let Some(r) = seen.raw.get(&k) {
+        state.last_sample_ms = r.ts[..r.ts.partition_point(|&ts| ts <= now_ms)].last().copied();
+    }
+    (state, scale)
+}
+
+/// What the policy reads of the target's series `s` now — the recent values,
+/// the saturation `level`, the forecast's peak and its health — and the
+/// predicted saturation, if any. What is missing (a level, data before now)
+/// becomes a note.
+#[allow(clippy::too_many_arguments)]
+fn forecast_state(
+    state: &mut TargetState,
+    t: &Target,
+    s: &ResampledSeries,
+    level: Option<f64>,
+    book: &ForecastBook,
+    cfg: &Config,
+    now_ms: i64,
+    note: &mut impl FnMut(String),
+) -> Result<Option<Risk>> {
+    let k = &s.key;
+    if level.is_none() {
+        note(format!("no capacity or threshold for {k} (limits file or `capacity`): no saturation check"));
+    }
+    let h = history_until(s, now_ms);
+    if h.values.is_empty() {
+        note(format!("no data of {k} before {}", format_ts(now_ms)));
+    }
+    let per = (t.scale_in.window.ms() / s.grid.step_ms).max(1) as usize;
+    state.recent = h.values[h.values.len().saturating_sub(per)..].iter().copied().filter(|v| v.is_finite()).collect();
+    state.level = level;
+    let forecast = book.latest(k, now_ms).and_then(|f| from_now(f, now_ms));
+    let (Some(f), Some(level)) = (&forecast, level) else { return Ok(None) };
+    state.forecast = peak_evidence(f, t.quantile, level);
+    let risk = detect::saturation(f, t.quantile, level, now_ms)?.map(Risk::Saturation);
+    state.health = Some(forecast_health(k, book.before(k, now_ms), s, cfg, now_ms)?);
+    Ok(risk)
+}
+
+/// How yesterday's forecasts of `k` did against what happened since.
+fn forecast_health(
+    k: &SeriesKey,
+    past: &[Forecast],
+    s: &ResampledSeries,
+    cfg: &Config,
+    now_ms: i64,
+) -> Result<ForecastHealth> {
+    if past.is_empty() {
+        return Ok(ForecastHealth {
+            key: k.clone(),
+            mase: None,
+            coverage: None,
+            scored: 0,
+            degraded: false,
+            reason: format!("no earlier forecast to score yet (window {})", cfg.detect.health.window),
+        });
+    }
+    Ok(detect::health(past, &actual(s, now_ms), &cfg.detect.health, now_ms)?)
+}
+
+/// Crash patterns from the raw samples of the target's entity: a restart
+/// loop, an OOM kill, a memory leak, flapping (the detectors read only
+/// samples at or before `now_ms`).
+fn crash_risks(t: &Target, limits: &Limits, seen: &Seen<'_>, cfg: &Config, now_ms: i64) -> Result<Vec<Risk>> {
+    let mut risks = Vec::new();
+    let restarts = seen.raw.get(&key(&t.entity, &t.restarts_metric)).copied();
+    if let Some(c) = restarts
+        && let Some(r) = detect::restart_loop(c, &cfg.detect.restart_loop, now_ms)?
+    {
+        risks.push(Risk::RestartLoop(r));
+    }
+    let mem_key = key(&t.entity, &t.memory_metric);
+    if let (Some(m), Some((mem_limit, _))) = (seen.raw.get(&mem_key), saturation_level(t, limits, &mem_key)) {
+        if let Some(r) = detect::oom_kill(m, mem_limit, restarts, &cfg.detect.oom, now_ms)? {
+            risks.push(Risk::OomKill(r));
+        }
+        if let Some(r) = detect::memory_leak(m, mem_limit, &cfg.detect.leak, now_ms)? {
+            risks.push(Risk::MemoryLeak(r));
+        }
+    }
+    if let Some(up) = seen.raw.get(&key(&t.entity, "up"))
+        && let Some(r) = detect::flapping(up, 0.5, &cfg.detect.flapping, now_ms)?
+    {
+        risks.push(Risk::Flapping(r));
+    }
+    Ok(risks)
 }
 
 /// The grid bins of `s` before `now_ms` as raw points (for scoring forecasts).

@@ -2,9 +2,14 @@
 //! MASE scaled by the in-sample seasonal-naive error of all history before the
 //! origin, sMAPE on p50, p10–p90 coverage, pinball loss, and saturation
 //! precision/recall (an event is the actuals' max over the horizon above the
-//! series' threshold; a forecast flags it when its own max is above).
+//! series' threshold; a forecast flags it when its own max is above); and
+//! calibration (per model, the share of actuals at or below each quantile,
+//! against the quantile's nominal level).
 
-use headroom_core::{Quantiles, SeriesKey};
+use std::collections::HashMap;
+
+use headroom_core::forecast::QUANTILES;
+use headroom_core::{Forecast, Quantiles, ResampledSeries, SeriesKey};
 use serde::{Deserialize, Serialize};
 
 /// Pinball (quantile) loss of `pred` for quantile `q` against `actual`.
@@ -283,6 +288,64 @@ impl ModelScore {
     }
 }
 
+/// One model's calibration: how many actuals fell at or below its p10, p50
+/// and p90, out of how many compared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// The model's name.
+    pub model: String,
+    /// Actuals at or below p10, p50 and p90.
+    pub below: [usize; 3],
+    /// Actuals compared (bins with a forecast and a finite actual).
+    pub total: usize,
+}
+
+impl Calibration {
+    /// The nominal level of each quantile ([`QUANTILES`]: 0.1, 0.5, 0.9).
+    pub const NOMINAL: [f64; 3] = QUANTILES;
+
+    /// The observed level of each quantile: the share of actuals at or below
+    /// it (NaN when nothing was compared). A calibrated model's equal [`Self::NOMINAL`].
+    pub fn observed(&self) -> [f64; 3] {
+        self.below.map(|b| if self.total == 0 { f64::NAN } else { b as f64 / self.total as f64 })
+    }
+}
+
+/// Calibration per model (in the order models first appear in `forecasts`):
+/// every step of every forecast whose time is a bin of its series with a
+/// finite actual counts once. Models with nothing to compare are left out.
+pub fn calibration(series: &[ResampledSeries], forecasts: &[Forecast]) -> Vec<Calibration> {
+    let by_key: HashMap<&SeriesKey, &ResampledSeries> = series.iter().map(|s| (&s.key, s)).collect();
+    let mut out: Vec<Calibration> = Vec::new();
+    for f in forecasts {
+        let Some(s) = by_key.get(&f.key) else { continue };
+        let i = match out.iter().position(|c| c.model == f.model) {
+            Some(i) => i,
+            None => {
+                out.push(Calibration { model: f.model.clone(), ..Calibration::default() });
+                out.len() - 1
+            }
+        };
+        let c = &mut out[i];
+        for k in 0..f.q.len() {
+            let t = f.ts(k);
+            if t < s.grid.start_ms || (t - s.grid.start_ms) % s.grid.step_ms != 0 {
+                continue;
+            }
+            let Some(&a) = s.values.get(((t - s.grid.start_ms) / s.grid.step_ms) as usize) else { continue };
+            if !a.is_finite() {
+                continue;
+            }
+            c.total += 1;
+            for (j, q) in [f.q.p10[k], f.q.p50[k], f.q.p90[k]].into_iter().enumerate() {
+                c.below[j] += usize::from(a <= q);
+            }
+        }
+    }
+    out.retain(|c| c.total > 0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +439,51 @@ mod tests {
         assert_eq!((m.mean_mae, m.mean_smape, m.mean_mase), (s.mae, s.smape, s.mase));
         let none = SeriesScore::from_pairs("m", "nab", &key, &[pair(1.0, f64::NAN, 0.0, 0)]);
         assert!(none.mase.is_nan());
+    }
+
+    #[test]
+    fn calibration_counts_actuals_at_or_below_each_quantile_per_model() {
+        use headroom_core::{Grid, RepairReport};
+        let step = 900_000;
+        let key = SeriesKey::new("nab/a", "cpu").unwrap();
+        // Actuals 0..8; bin 5 missing.
+        let mut values: Vec<f64> = (0..8).map(f64::from).collect();
+        values[5] = f64::NAN;
+        let series = ResampledSeries {
+            key: key.clone(),
+            grid: Grid::new(step, 0, 8 * step).unwrap(),
+            imputed: vec![false; 8],
+            values,
+            report: RepairReport::default(),
+        };
+        let forecast = |model: &str, origin: usize, p50: Vec<f64>| Forecast {
+            key: key.clone(),
+            model: model.into(),
+            origin_ms: origin as i64 * step,
+            step_ms: step,
+            q: Quantiles::new(
+                p50.iter().map(|v| v - 1.0).collect(),
+                p50.clone(),
+                p50.iter().map(|v| v + 1.0).collect(),
+            )
+            .unwrap(),
+        };
+        let forecasts = [
+            // Bins 4..8: actuals 4, NaN, 6, 7 (and bin 8, past the data, is not compared).
+            forecast("a", 4, vec![4.0, 5.0, 5.0, 7.5, 9.0]),
+            forecast("b", 6, vec![0.0, 0.0]),
+            forecast("a", 2, vec![2.5]),
+            // Another series: not in `series`, so not compared.
+            Forecast { key: SeriesKey::new("nab/b", "cpu").unwrap(), ..forecast("c", 2, vec![1.0]) },
+        ];
+        let cal = calibration(&[series], &forecasts);
+        assert_eq!(cal.iter().map(|c| c.model.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        // a: actual 4 vs (3, 4, 5); 6 vs (4, 5, 6); 7 vs (6.5, 7.5, 8.5); 2 vs (1.5, 2.5, 3.5).
+        assert_eq!((cal[0].below, cal[0].total), ([0, 3, 4], 4));
+        assert_eq!(cal[0].observed(), [0.0, 0.75, 1.0]);
+        // b: 6 and 7 against (-1, 0, 1): above every quantile.
+        assert_eq!((cal[1].below, cal[1].total), ([0, 0, 0], 2));
+        assert_eq!(Calibration::NOMINAL, [0.1, 0.5, 0.9]);
+        assert!(Calibration::default().observed().iter().all(|v| v.is_nan()));
     }
 }

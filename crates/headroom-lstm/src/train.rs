@@ -138,7 +138,6 @@ fn window_ok(values: &[f64], from: usize, to: usize) -> bool {
 pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> Result<(LstmModel, TrainReport)> {
     cfg.validate()?;
     let t0 = Instant::now();
-    let (w, h, day) = (cfg.window, cfg.horizon, cfg.bins_per_day());
     for s in series {
         if s.step_ms != cfg.step_ms {
             return Err(Error::Config {
@@ -155,12 +154,58 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
             None => s.values.len(),
         })
         .collect();
+    let (train_s, val_s) = samples(series, &cuts, cfg);
+    if train_s.is_empty() {
+        return Err(Error::NoSamples { need: cfg.min_history + cfg.horizon });
+    }
+    let used = train_s.iter().chain(&val_s).map(|s| s.series).collect::<std::collections::BTreeSet<_>>().len();
 
-    // Validation: the last `val_days` days of origins before each cut; training
-    // samples end (origin + horizon) before the first validation origin.
+    let mut model = LstmModel::init(cfg.clone())?;
+    let val_inputs = inputs(series, cfg, &val_s, None);
+    let fit = fit(&mut model, series, cfg, opts, &train_s, &val_inputs)?;
+    let (calibration, val_coverage) = if cfg.calibrate && val_inputs.rows() > 0 {
+        model.calibrate(&val_inputs)?
+    } else {
+        let c = Calibration::default();
+        (c, (f64::NAN, f64::NAN))
+    };
+    model.calibration = calibration;
+    let report = TrainReport {
+        series: used,
+        train_samples: train_s.len(),
+        val_samples: val_s.len(),
+        steps: fit.steps,
+        best_step: fit.best_step,
+        best_val_loss: fit.best_val_loss,
+        val_history: fit.history,
+        stopped_early: fit.stopped_early,
+        calibration,
+        val_coverage,
+        seconds: t0.elapsed().as_secs_f64(),
+        data_fingerprint: fingerprint(series, &cuts),
+    };
+    model.card.training = Some(TrainingInfo {
+        command: opts.command.clone(),
+        cut: match opts.cut {
+            Some(_) => "each series before its first evaluation origin (reference protocol)".into(),
+            None => "all history".into(),
+        },
+        report: report.clone(),
+    });
+    model.card.calibration = calibration;
+    Ok((model, report))
+}
+
+/// The training and validation samples of every series before its cut.
+/// Validation: the last `val_days` days of origins before each cut, every
+/// `4 · stride` bins; training samples end (origin + horizon) before the
+/// first validation origin. A sample whose window or target has a gap is
+/// left out.
+fn samples(series: &[History<'_>], cuts: &[usize], cfg: &LstmConfig) -> (Vec<Sample>, Vec<Sample>) {
+    let (w, h, day) = (cfg.window, cfg.horizon, cfg.bins_per_day());
     let (mut train_s, mut val_s) = (Vec::new(), Vec::new());
     let val_stride = (4 * cfg.stride).max(1);
-    for (i, (s, &c)) in series.iter().zip(&cuts).enumerate() {
+    for (i, (s, &c)) in series.iter().zip(cuts).enumerate() {
         if c < cfg.min_history + h {
             continue;
         }
@@ -187,51 +232,80 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
             t += cfg.stride;
         }
     }
-    if train_s.is_empty() {
-        return Err(Error::NoSamples { need: cfg.min_history + h });
-    }
-    let used = train_s.iter().chain(&val_s).map(|s| s.series).collect::<std::collections::BTreeSet<_>>().len();
+    (train_s, val_s)
+}
 
-    let mut model = LstmModel::init(cfg.clone())?;
-    let mut rng = SplitMix64::new(cfg.seed.wrapping_add(1));
-    let build = |samples: &[Sample], rng: Option<&mut SplitMix64>| -> Inputs {
-        let mut inp = Inputs::default();
-        let mut rng = rng;
-        for smp in samples {
-            let s = &series[smp.series];
-            let mut from = smp.origin.saturating_sub(w);
-            if let Some(r) = rng.as_deref_mut()
-                && r.next_f64() < cfg.pad_prob
-            {
-                let len = cfg.min_history + r.below(w - cfg.min_history + 1);
-                from = from.max(smp.origin - len.min(smp.origin));
-            }
-            let origin_ms = s.start_ms + smp.origin as i64 * s.step_ms;
-            let (win, tgt) = (&s.values[from..smp.origin], &s.values[smp.origin..smp.origin + h]);
-            let shift = rng.as_deref_mut().is_some_and(|r| r.next_f64() < cfg.shift_prob);
-            match rng.as_deref_mut() {
-                Some(r) if shift => {
-                    let mut v: Vec<f64> = win.iter().chain(tgt).copied().collect();
-                    let n = win.len();
-                    let mean = win.iter().sum::<f64>() / n as f64;
-                    let std = (win.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
-                    // At least `shift_min_age` bins before the origin, so the window shows the new level.
-                    let age = cfg.shift_min_age.clamp(1, day);
-                    let at = n - age - r.below((3 * day - age).min(n - age));
-                    let sign = if r.next_f64() < 0.5 { -1.0 } else { 1.0 };
-                    let delta = sign * (0.5 + 1.5 * r.next_f64()) * std;
-                    for x in &mut v[at..] {
-                        *x += delta;
-                    }
-                    inp.push(cfg, &v[..n], origin_ms, Some(&v[n..]));
-                }
-                _ => inp.push(cfg, win, origin_ms, Some(tgt)),
-            }
+/// The model's inputs for `samples`. With `rng` (training batches), a sample
+/// may get a shorter window (`pad_prob`) and a level shift (`shift_prob`);
+/// without it (validation) every sample is taken as recorded.
+fn inputs(series: &[History<'_>], cfg: &LstmConfig, samples: &[Sample], mut rng: Option<&mut SplitMix64>) -> Inputs {
+    let (w, h) = (cfg.window, cfg.horizon);
+    let mut inp = Inputs::default();
+    for smp in samples {
+        let s = &series[smp.series];
+        let mut from = smp.origin.saturating_sub(w);
+        if let Some(r) = rng.as_deref_mut()
+            && r.next_f64() < cfg.pad_prob
+        {
+            let len = cfg.min_history + r.below(w - cfg.min_history + 1);
+            from = from.max(smp.origin - len.min(smp.origin));
         }
-        inp
-    };
-    let val_inputs = build(&val_s, None);
+        let origin_ms = s.start_ms + smp.origin as i64 * s.step_ms;
+        let (win, tgt) = (&s.values[from..smp.origin], &s.values[smp.origin..smp.origin + h]);
+        let shift = rng.as_deref_mut().is_some_and(|r| r.next_f64() < cfg.shift_prob);
+        match rng.as_deref_mut() {
+            Some(r) if shift => {
+                let v = level_shifted(win, tgt, cfg, r);
+                inp.push(cfg, &v[..win.len()], origin_ms, Some(&v[win.len()..]));
+            }
+            _ => inp.push(cfg, win, origin_ms, Some(tgt)),
+        }
+    }
+    inp
+}
 
+/// `win` then `tgt`, shifted by ±0.5–2 standard deviations of `win` from a
+/// random bin at least `shift_min_age` bins (and at most three days) before
+/// the origin on, so the window shows the new level the target stays at.
+fn level_shifted(win: &[f64], tgt: &[f64], cfg: &LstmConfig, r: &mut SplitMix64) -> Vec<f64> {
+    let day = cfg.bins_per_day();
+    let mut v: Vec<f64> = win.iter().chain(tgt).copied().collect();
+    let n = win.len();
+    let mean = win.iter().sum::<f64>() / n as f64;
+    let std = (win.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
+    let age = cfg.shift_min_age.clamp(1, day);
+    let at = n - age - r.below((3 * day - age).min(n - age));
+    let sign = if r.next_f64() < 0.5 { -1.0 } else { 1.0 };
+    let delta = sign * (0.5 + 1.5 * r.next_f64()) * std;
+    for x in &mut v[at..] {
+        *x += delta;
+    }
+    v
+}
+
+/// How the optimisation went: the step whose weights were kept, and the
+/// validation losses along the way.
+struct Fit {
+    steps: usize,
+    best_step: usize,
+    best_val_loss: f64,
+    history: Vec<(usize, f64)>,
+    stopped_early: bool,
+}
+
+/// AdamW over shuffled batches of `train_s` with a cosine learning rate,
+/// validated every `eval_every` steps (on the training loss's moving average
+/// when there is no validation sample), stopped after `patience` evaluations
+/// without improvement; the model keeps the best evaluation's weights.
+fn fit(
+    model: &mut LstmModel,
+    series: &[History<'_>],
+    cfg: &LstmConfig,
+    opts: &TrainOptions,
+    train_s: &[Sample],
+    val_inputs: &Inputs,
+) -> Result<Fit> {
+    let mut rng = SplitMix64::new(cfg.seed.wrapping_add(1));
     let vars = model.vars();
     let mut opt = AdamW::new(
         vars.iter().map(|(_, v)| v.clone()).collect(),
@@ -261,7 +335,7 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
             batch.push(train_s[order[cursor]]);
             cursor += 1;
         }
-        let inp = build(&batch, Some(&mut rng));
+        let inp = inputs(series, cfg, &batch, Some(&mut rng));
         let (seq, ctx, base, target) = model.tensors(&inp)?;
         let pred = model.net.forward(&seq, &ctx, &base)?;
         let loss = training_loss(&pred, &target.expect("training targets"), cfg)?;
@@ -271,7 +345,7 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
         steps = step;
         bar.inc(1);
         if step % cfg.eval_every == 0 || step == cfg.max_steps {
-            let v = if val_inputs.rows() > 0 { model.loss(&val_inputs)? } else { ema };
+            let v = if val_inputs.rows() > 0 { model.loss(val_inputs)? } else { ema };
             history.push((step, v));
             let better = best.as_ref().is_none_or(|(_, b, _)| v < *b);
             if better {
@@ -294,37 +368,7 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
     for (n, var) in &vars {
         var.set(&snap[n])?;
     }
-    let (calibration, val_coverage) = if cfg.calibrate && val_inputs.rows() > 0 {
-        model.calibrate(&val_inputs)?
-    } else {
-        let c = Calibration::default();
-        (c, (f64::NAN, f64::NAN))
-    };
-    model.calibration = calibration;
-    let report = TrainReport {
-        series: used,
-        train_samples: train_s.len(),
-        val_samples: val_s.len(),
-        steps,
-        best_step,
-        best_val_loss,
-        val_history: history,
-        stopped_early,
-        calibration,
-        val_coverage,
-        seconds: t0.elapsed().as_secs_f64(),
-        data_fingerprint: fingerprint(series, &cuts),
-    };
-    model.card.training = Some(TrainingInfo {
-        command: opts.command.clone(),
-        cut: match opts.cut {
-            Some(_) => "each series before its first evaluation origin (reference protocol)".into(),
-            None => "all history".into(),
-        },
-        report: report.clone(),
-    });
-    model.card.calibration = calibration;
-    Ok((model, report))
+    Ok(Fit { steps, best_step, best_val_loss, history, stopped_early })
 }
 
 /// Variables of a model in name order (stable, so init and snapshots are deterministic).

@@ -21,8 +21,8 @@ use headroom_actuate::kubernetes::KubernetesActuator;
 use headroom_actuate::{Actuator, AuditLog, AuditOptions, Platforms};
 use headroom_collect::Source;
 use headroom_collect::prometheus::{PrometheusConfig, PrometheusSource};
-use headroom_core::{Limits, Mode, SeriesData};
-use headroom_engine::{Data, Forecasting, ModelSet, Reach};
+use headroom_core::{Interrupt, Limits, Mode, SeriesData};
+use headroom_engine::{Data, Forecasting, ModelSet, Reach, Step};
 use headroom_remediate::config::Platform;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -193,6 +193,8 @@ pub async fn reconcile(policy: Arc<CapacityPolicy>, ctx: Arc<Context>) -> Result
     result
 }
 
+/// One reconcile of `policy` by the leader: pause → checks and reads →
+/// the runner's step → Events and status.
 async fn evaluate(policy: &CapacityPolicy, ctx: &Context) -> Result<Action, Error> {
     let ns = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
@@ -225,78 +227,113 @@ async fn evaluate(policy: &CapacityPolicy, ctx: &Context) -> Result<Action, Erro
             return not_ready(ctx, &api, &name, &reference, draft, why, Action::await_change()).await;
         }
     };
-
-    let all = api.list(&ListParams::default()).await?.items;
-    if let Some(owner) = owner_of_target(policy, &all) {
-        let why = NotReady {
-            reason: "Conflict",
-            message: format!(
-                "CapacityPolicy {} already manages {} {}: one policy per workload; delete one of them",
-                owner.name_any(),
-                policy.spec.target_ref.kind.word(),
-                policy.spec.target_ref.name
-            ),
-        };
-        return not_ready(ctx, &api, &name, &reference, draft, why, Action::requeue(interval)).await;
-    }
-
-    let kind = policy.spec.target_ref.kind;
-    let Some(workload) = read_workload(&ctx.client, &ns, kind, &policy.spec.target_ref.name).await? else {
-        let why = NotReady {
-            reason: "TargetNotFound",
-            message: format!(
-                "{} {}/{} not found: create it or fix spec.targetRef",
-                kind.word(),
-                ns,
-                policy.spec.target_ref.name
-            ),
-        };
-        return not_ready(ctx, &api, &name, &reference, draft, why, Action::requeue(interval)).await;
-    };
-    let mut resolved = resolved;
-    let scale_on = policy.spec.metrics.scale_on;
-    if resolved.target().capacity.is_none() {
-        match template_capacity(&workload.template, scale_on) {
-            Some((c, _)) => resolved.cfg.targets[0].capacity = Some(c),
-            None => {
-                let why = NotReady {
-                    reason: "NoCapacity",
-                    message: format!(
-                        "no capacity for {}: set spec.capacity (per replica) or give the pod template's containers {} limits or requests",
-                        scale_on.metric(),
-                        scale_on.metric()
-                    ),
-                };
-                return not_ready(ctx, &api, &name, &reference, draft, why, Action::requeue(interval)).await;
-            }
-        }
-    }
-
-    let raw = match history(ctx, &resolved, now).await {
-        Ok(raw) => raw,
-        Err(e) => {
-            let why = NotReady {
-                reason: "MetricsUnavailable",
-                message: format!(
-                    "{e}; no action this time (an HPA on the workload, if any, keeps scaling it reactively)"
-                ),
-            };
+    let inputs = match gather(policy, ctx, &api, resolved, now).await {
+        Ok(inputs) => inputs,
+        Err(Halt::NotReady(why)) => {
             return not_ready(ctx, &api, &name, &reference, draft, why, Action::requeue(interval)).await;
         }
+        Err(Halt::Failed(e)) => return Err(e),
     };
-    let (model, dir) = &resolved.model;
-    let models = match ctx.models(model, dir) {
-        Ok(m) => m,
-        Err(e) => {
-            let why = NotReady { reason: "ModelUnavailable", message: e };
-            return not_ready(ctx, &api, &name, &reference, draft, why, Action::requeue(interval)).await;
-        }
-    };
-
     if !ctx.leader.is_leader() {
         // Lost the lease while reading: the new leader acts and writes the status.
         return Ok(Action::requeue(FOLLOWER_POLL));
     }
+    act(policy, ctx, &api, &reference, draft, inputs, now).await?;
+    Ok(Action::requeue(interval))
+}
+
+/// What one step of the runner needs, read for a valid policy.
+struct Inputs {
+    /// The policy as a one-target config, capacity filled in.
+    resolved: Resolved,
+    /// The workload's replicas now.
+    replicas: u32,
+    /// Its history.
+    raw: Vec<SeriesData>,
+    /// The models that forecast it.
+    models: Arc<ModelSet>,
+}
+
+/// Why a reconcile stops before the step: the policy is not ready (its
+/// status says why), or the API server failed (retried with backoff).
+enum Halt {
+    NotReady(NotReady),
+    Failed(Error),
+}
+
+impl Halt {
+    fn not_ready(reason: &'static str, message: String) -> Self {
+        Halt::NotReady(NotReady { reason, message })
+    }
+}
+
+impl From<kube::Error> for Halt {
+    fn from(e: kube::Error) -> Self {
+        Halt::Failed(e.into())
+    }
+}
+
+/// The checks and reads before a step: the only (oldest) policy on its
+/// workload? the workload there? a capacity (spec, else the pod
+/// template)? history from the source? the models?
+async fn gather(
+    policy: &CapacityPolicy,
+    ctx: &Context,
+    api: &Api<CapacityPolicy>,
+    mut resolved: Resolved,
+    now: i64,
+) -> Result<Inputs, Halt> {
+    let all = api.list(&ListParams::default()).await?.items;
+    if let Some(owner) = owner_of_target(policy, &all) {
+        let message = format!(
+            "CapacityPolicy {} already manages {} {}: one policy per workload; delete one of them",
+            owner.name_any(),
+            policy.spec.target_ref.kind.word(),
+            policy.spec.target_ref.name
+        );
+        return Err(Halt::not_ready("Conflict", message));
+    }
+    let (ns, kind, target) =
+        (policy.namespace().unwrap_or_default(), policy.spec.target_ref.kind, &policy.spec.target_ref.name);
+    let Some(workload) = read_workload(&ctx.client, &ns, kind, target).await? else {
+        let message = format!("{} {}/{} not found: create it or fix spec.targetRef", kind.word(), ns, target);
+        return Err(Halt::not_ready("TargetNotFound", message));
+    };
+    let scale_on = policy.spec.metrics.scale_on;
+    if resolved.target().capacity.is_none() {
+        let Some((c, _)) = template_capacity(&workload.template, scale_on) else {
+            let message = format!(
+                "no capacity for {}: set spec.capacity (per replica) or give the pod template's containers {} limits or requests",
+                scale_on.metric(),
+                scale_on.metric()
+            );
+            return Err(Halt::not_ready("NoCapacity", message));
+        };
+        resolved.cfg.targets[0].capacity = Some(c);
+    }
+    let raw = history(ctx, &resolved, now).await.map_err(|e| {
+        let message = format!("{e}; no action this time (an HPA on the workload, if any, keeps scaling it reactively)");
+        Halt::not_ready("MetricsUnavailable", message)
+    })?;
+    let (model, dir) = &resolved.model;
+    let models = ctx.models(model, dir).map_err(|e| Halt::not_ready("ModelUnavailable", e))?;
+    Ok(Inputs { resolved, replicas: workload.replicas, raw, models })
+}
+
+/// The runner's step for the policy's one target (acting through the
+/// shared Kubernetes actuator in Enforce, every decision in the policy's
+/// audit log first), then its Events, metrics, the HPA finalizer and the status.
+async fn act(
+    policy: &CapacityPolicy,
+    ctx: &Context,
+    api: &Api<CapacityPolicy>,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    mut draft: Draft,
+    inputs: Inputs,
+    now: i64,
+) -> Result<(), Error> {
+    let (ns, name) = (policy.namespace().unwrap_or_default(), policy.name_any());
+    let Inputs { resolved, replicas, raw, models } = inputs;
     let enforce = resolved.target().mode == Mode::Enforce;
     let mut reach = if enforce {
         let actuator: Arc<dyn Actuator> = ctx.actuator.clone();
@@ -306,32 +343,15 @@ async fn evaluate(policy: &CapacityPolicy, ctx: &Context) -> Result<Action, Erro
         Reach::none()
     };
     let target = resolved.target().clone();
-    let replicas = *reach.replicas.entry(target.name.clone()).or_insert(workload.replicas);
-    let path = ctx.audit_path(&ns, &name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::Audit(format!("{}: {e}", parent.display())))?;
-    }
-    let (mut log, _) =
-        AuditLog::open(&path, AuditOptions::default()).map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
-    let limits = Limits::new();
-    let data = Data { raw: &raw, limits: &limits };
+    let replicas = *reach.replicas.entry(target.name.clone()).or_insert(replicas);
+    // Watched until the status is written, as the step's interrupt.
     let lost = ctx.leader.watch_loss();
-    let step = headroom_engine::step(
-        &data,
-        Forecasting::Fresh(&models),
-        &resolved.cfg,
-        &mut log,
-        &reach,
-        now,
-        &lost.interrupt,
-    )
-    .await
-    .map_err(|e| Error::Engine(e.to_string()))?;
-    drop(log);
+    let path = ctx.audit_path(&ns, &name);
+    let step = run_step(&path, &resolved, &models, &raw, &reach, now, &lost.interrupt).await?;
 
     let last = draft.status.last_decision.as_ref().map(|d| d.id.clone());
     for n in notes(&step.report.plan.decisions, &step.executed, last.as_deref()) {
-        publish(ctx, &reference, n.warning, &n.reason, &n.message).await;
+        publish(ctx, reference, n.warning, &n.reason, &n.message).await;
     }
     for (d, e) in step.report.plan.decisions.iter().zip(&step.executed) {
         ctx.metrics.decided(&d.action.to_string(), &d.mode.to_string(), e.label());
@@ -345,12 +365,35 @@ async fn evaluate(policy: &CapacityPolicy, ctx: &Context) -> Result<Action, Erro
     ctx.metrics.observe(&ns, &name, &draft.status);
     // Only while the finalizer is missing is there anything to learn from the HPAs.
     let finalized = policy.finalizers().iter().any(|f| f == FINALIZER);
-    if enforce && !finalized && hpa_raised(ctx, &ns, kind, &policy.spec.target_ref.name).await? {
-        ensure_finalizer(&api, policy).await?;
+    if enforce && !finalized && hpa_raised(ctx, &ns, policy.spec.target_ref.kind, &policy.spec.target_ref.name).await? {
+        ensure_finalizer(api, policy).await?;
     }
-    write_status(&api, &name, draft).await?;
+    write_status(api, &name, draft).await?;
     info!(policy = %format!("{ns}/{name}"), replicas, "reconciled");
-    Ok(Action::requeue(interval))
+    Ok(())
+}
+
+/// One `runner::step` with the policy's audit log at `path` (made if
+/// missing), stopped between decisions by `interrupt` (the lease lost).
+async fn run_step(
+    path: &std::path::Path,
+    resolved: &Resolved,
+    models: &ModelSet,
+    raw: &[SeriesData],
+    reach: &Reach,
+    now: i64,
+    interrupt: &Interrupt,
+) -> Result<Step, Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Audit(format!("{}: {e}", parent.display())))?;
+    }
+    let (mut log, _) =
+        AuditLog::open(path, AuditOptions::default()).map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
+    let limits = Limits::new();
+    let data = Data { raw, limits: &limits };
+    headroom_engine::step(&data, Forecasting::Fresh(models), &resolved.cfg, &mut log, reach, now, interrupt)
+        .await
+        .map_err(|e| Error::Engine(e.to_string()))
 }
 
 /// Reads the policy's history: the lookback ending now, from its source.

@@ -17,7 +17,7 @@ use headroom_remediate::error::Problem;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
 
-use crate::crd::{CapacityPolicy, PolicyMode, Resource, WorkloadKind};
+use crate::crd::{CapacityPolicy, CapacityPolicySpec, PolicyMode, Resource, RestartSpec, WorkloadKind};
 
 /// How often a policy is evaluated when its spec does not say (`spec.interval`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
@@ -79,20 +79,46 @@ pub fn resolve(policy: &CapacityPolicy, defaults: &Defaults) -> Result<Resolved,
     let spec = &policy.spec;
     let namespace = policy.namespace().unwrap_or_default();
     let mut problems = Vec::new();
-    let scale_on = spec.metrics.scale_on;
+    let t = target(policy, &namespace, &mut problems);
+    let interval = span(&mut problems, "spec.interval", &spec.interval, Span(DEFAULT_INTERVAL)).0;
+    if interval.is_zero() {
+        problems.push(Problem::new("spec.interval", "\"0s\"", "must be longer than 0s"));
+    }
+    target_ref_problems(spec, &mut problems);
+    let cfg = Config { global: Default::default(), detect: Default::default(), targets: vec![t] };
+    problems.extend(cfg.problems().into_iter().map(|p| Problem { path: spec_path(&p.path), ..p }));
+
+    let model = spec.model.clone().unwrap_or_default();
+    let model = (
+        model.name.unwrap_or_else(|| defaults.model.clone()),
+        model.dir.map_or(defaults.model_dir.clone(), PathBuf::from),
+    );
+    let prometheus = prometheus(policy, &namespace, spec.metrics.scale_on, &defaults.secrets_dir);
+    if let Err(e) = prometheus.validate() {
+        problems.push(Problem::new("spec.prometheus", format!("{:?}", spec.prometheus.url), e.to_string()));
+    }
+    if problems.is_empty() { Ok(Resolved { cfg, interval, model, prometheus }) } else { Err(problems) }
+}
+
+/// The policy's one target: `Target::new` for its workload, with every
+/// field the spec gives written over the default (durations that do not
+/// parse keep the default and add a problem). Range checks are left to
+/// `Config::problems`.
+fn target(policy: &CapacityPolicy, namespace: &str, problems: &mut Vec<Problem>) -> Target {
+    let spec = &policy.spec;
     let mut t = Target::new(
         &policy.name_any(),
         Platform::Kubernetes,
-        &entity(&namespace, spec.target_ref.kind, &spec.target_ref.name),
-        scale_on.metric(),
+        &entity(namespace, spec.target_ref.kind, &spec.target_ref.name),
+        spec.metrics.scale_on.metric(),
     );
     // The series are the workload's totals, so capacity is per replica and
     // the saturation level grows with the replicas the workload has now.
     t.replicas = Some(1);
     t.capacity = spec.capacity;
     let d = Target::new("", Platform::Kubernetes, "", "");
-    t.lead_time = span(&mut problems, "spec.leadTime", &spec.lead_time, d.lead_time);
-    t.cooldown = span(&mut problems, "spec.cooldown", &spec.cooldown, d.cooldown);
+    t.lead_time = span(problems, "spec.leadTime", &spec.lead_time, d.lead_time);
+    t.cooldown = span(problems, "spec.cooldown", &spec.cooldown, d.cooldown);
     if let Some(q) = spec.quantile {
         t.quantile = q;
     }
@@ -116,36 +142,47 @@ pub fn resolve(policy: &CapacityPolicy, defaults: &Defaults) -> Result<Resolved,
         if let Some(b) = s.below {
             t.scale_in.below = b;
         }
-        t.scale_in.window = span(&mut problems, "spec.scaleIn.window", &s.window, d.scale_in.window);
+        t.scale_in.window = span(problems, "spec.scaleIn.window", &s.window, d.scale_in.window);
     }
     if let Some(r) = &spec.restart {
-        t.backoff = span(&mut problems, "spec.restart.backoff", &r.backoff, d.backoff);
-        t.ladder_reset = span(&mut problems, "spec.restart.ladderReset", &r.ladder_reset, d.ladder_reset);
-        if let Some(words) = &r.ladder {
-            let mut rungs = Vec::new();
-            for (i, w) in words.iter().enumerate() {
-                match w.as_str() {
-                    "restart" => rungs.push(Rung::Restart),
-                    "scale_out" => rungs.push(Rung::ScaleOut),
-                    "alert" => rungs.push(Rung::Alert),
-                    other => problems.push(Problem::new(
-                        format!("spec.restart.ladder[{i}]"),
-                        format!("{other:?}"),
-                        "a rung is \"restart\", \"scale_out\" or \"alert\"",
-                    )),
-                }
-            }
-            t.ladder = Some(rungs);
-        }
+        restart(&mut t, r, &d, problems);
     }
     t.mode = match spec.mode {
         PolicyMode::DryRun => Mode::DryRun,
         PolicyMode::Enforce => Mode::Enforce,
     };
-    let interval = span(&mut problems, "spec.interval", &spec.interval, Span(DEFAULT_INTERVAL)).0;
-    if interval.is_zero() {
-        problems.push(Problem::new("spec.interval", "\"0s\"", "must be longer than 0s"));
+    t
+}
+
+/// `spec.restart` onto the target: backoff, ladder reset (defaults from `d`) and the ladder.
+fn restart(t: &mut Target, r: &RestartSpec, d: &Target, problems: &mut Vec<Problem>) {
+    t.backoff = span(problems, "spec.restart.backoff", &r.backoff, d.backoff);
+    t.ladder_reset = span(problems, "spec.restart.ladderReset", &r.ladder_reset, d.ladder_reset);
+    if let Some(words) = &r.ladder {
+        t.ladder = Some(rungs(words, problems));
     }
+}
+
+/// `spec.restart.ladder` as rungs; a word that is no rung is left out, with a problem.
+fn rungs(words: &[String], problems: &mut Vec<Problem>) -> Vec<Rung> {
+    let mut rungs = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        match w.as_str() {
+            "restart" => rungs.push(Rung::Restart),
+            "scale_out" => rungs.push(Rung::ScaleOut),
+            "alert" => rungs.push(Rung::Alert),
+            other => problems.push(Problem::new(
+                format!("spec.restart.ladder[{i}]"),
+                format!("{other:?}"),
+                "a rung is \"restart\", \"scale_out\" or \"alert\"",
+            )),
+        }
+    }
+    rungs
+}
+
+/// `spec.targetRef`: an apps/v1 workload with a name.
+fn target_ref_problems(spec: &CapacityPolicySpec, problems: &mut Vec<Problem>) {
     if spec.target_ref.api_version != "apps/v1" {
         problems.push(Problem::new(
             "spec.targetRef.apiVersion",
@@ -156,19 +193,6 @@ pub fn resolve(policy: &CapacityPolicy, defaults: &Defaults) -> Result<Resolved,
     if spec.target_ref.name.trim().is_empty() {
         problems.push(Problem::new("spec.targetRef.name", "\"\"", "name the workload to act on"));
     }
-    let cfg = Config { global: Default::default(), detect: Default::default(), targets: vec![t] };
-    problems.extend(cfg.problems().into_iter().map(|p| Problem { path: spec_path(&p.path), ..p }));
-
-    let model = spec.model.clone().unwrap_or_default();
-    let model = (
-        model.name.unwrap_or_else(|| defaults.model.clone()),
-        model.dir.map_or(defaults.model_dir.clone(), PathBuf::from),
-    );
-    let prometheus = prometheus(policy, &namespace, scale_on, &defaults.secrets_dir);
-    if let Err(e) = prometheus.validate() {
-        problems.push(Problem::new("spec.prometheus", format!("{:?}", spec.prometheus.url), e.to_string()));
-    }
-    if problems.is_empty() { Ok(Resolved { cfg, interval, model, prometheus }) } else { Err(problems) }
 }
 
 /// A duration field: its value, or the default (and a problem) when it does not parse.

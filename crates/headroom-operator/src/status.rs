@@ -7,9 +7,10 @@
 //! generation the condition describes.
 
 use headroom_actuate::Executed;
-use headroom_core::{Action, Decision, Verdict};
-use headroom_engine::Step;
+use headroom_core::{Action, Decision, Evidence, Verdict};
+use headroom_engine::{CycleReport, Step};
 use headroom_remediate::config::Target;
+use headroom_remediate::state::TargetState;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -120,31 +121,44 @@ impl Draft {
     /// What one step of the runner forecast, decided and did for `target`,
     /// at `replicas` now; `enforce`: whether decisions are carried out.
     pub fn stepped(&mut self, target: &Target, step: &Step, replicas: u32, enforce: bool) {
+        let r = &step.report;
+        let state = r.states.get(&target.name);
+        self.status.mode = Some(if enforce { "Enforce" } else { "DryRun" }.into());
+        self.status.current_replicas = Some(replicas);
+        self.predicted(r, state);
+        self.decided(target, step, replicas);
+        self.set("Ready", true, "Evaluated", &format!("forecast and decided at {}", rfc3339(self.now_ms)));
+        self.forecast_healthy(r, state);
+        if enforce {
+            self.set("Acting", true, "Enforce", "mode Enforce: decisions are carried out");
+        } else {
+            self.set(
+                "Acting",
+                false,
+                "DryRun",
+                "mode DryRun: decisions are recorded and explained, nothing is changed",
+            );
+        }
+    }
+
+    /// What the forecast said: when it was made, the predicted peak (and
+    /// which model made it), when saturation comes, and the fallback used.
+    fn predicted(&mut self, r: &CycleReport, state: Option<&TargetState>) {
+        let s = &mut self.status;
+        s.last_forecast_time = r.forecasts.first().map(|f| rfc3339(f.origin_ms)).or(Some(rfc3339(self.now_ms)));
+        let forecast = state.and_then(|st| st.forecast.as_ref());
+        s.predicted_peak = forecast.map(|e| predicted_peak(r, e));
+        s.saturation_eta = forecast.and_then(|e| e.crosses_at_ms).map(rfc3339);
+        s.fallback = r.fallbacks.first().map(|f| format!("{} used instead of {}: {}", f.used, f.model, f.reason));
+    }
+
+    /// What was decided and done: the recommended replicas, the last
+    /// decision, and the last action recorded by this step (one already
+    /// done before is no news).
+    fn decided(&mut self, target: &Target, step: &Step, replicas: u32) {
         let now = self.now_ms;
         let r = &step.report;
         let s = &mut self.status;
-        s.mode = Some(if enforce { "Enforce" } else { "DryRun" }.into());
-        s.current_replicas = Some(replicas);
-        s.last_forecast_time = r.forecasts.first().map(|f| rfc3339(f.origin_ms)).or(Some(rfc3339(now)));
-        let state = r.states.get(&target.name);
-        s.predicted_peak = state.and_then(|st| st.forecast.as_ref()).map(|e| {
-            let share = if e.threshold > 0.0 { e.peak / e.threshold * 100.0 } else { f64::NAN };
-            PredictedPeak {
-                value: e.peak,
-                at: rfc3339(e.peak_at_ms),
-                quantile: e.quantile,
-                saturation_level: e.threshold,
-                // A fallback's forecast keeps the primary model's name: say which model made it.
-                model: r
-                    .fallbacks
-                    .iter()
-                    .find(|f| f.series == e.series)
-                    .map_or_else(|| e.model.clone(), |f| format!("{} (instead of {})", f.used, f.model)),
-                summary: format!("{share:.0}% at {}", short_time(e.peak_at_ms)),
-            }
-        });
-        s.saturation_eta = state.and_then(|st| st.forecast.as_ref()).and_then(|e| e.crosses_at_ms).map(rfc3339);
-        s.fallback = r.fallbacks.first().map(|f| format!("{} used instead of {}: {}", f.used, f.model, f.reason));
         let decision = r.plan.decisions.iter().find(|d| d.target == target.name);
         s.recommended_replicas = Some(match decision.map(|d| &d.action) {
             Some(Action::ScaleTo { replicas: n }) => *n,
@@ -173,7 +187,11 @@ impl Draft {
                 summary: format!("{}: {outcome}", d.action),
             });
         }
-        self.set("Ready", true, "Evaluated", &format!("forecast and decided at {}", rfc3339(now)));
+    }
+
+    /// `ForecastHealthy`: false when the forecast is degraded or missing
+    /// (reactive scaling then), true when healthy or not scored yet.
+    fn forecast_healthy(&mut self, r: &CycleReport, state: Option<&TargetState>) {
         let health = state.and_then(|st| st.health.as_ref());
         match (health, state.and_then(|st| st.forecast.as_ref())) {
             (Some(h), _) if h.degraded => self.set(
@@ -197,16 +215,24 @@ impl Draft {
             }
             (None, Some(_)) => self.set("ForecastHealthy", true, "NotScoredYet", "no earlier forecast to score yet"),
         }
-        if enforce {
-            self.set("Acting", true, "Enforce", "mode Enforce: decisions are carried out");
-        } else {
-            self.set(
-                "Acting",
-                false,
-                "DryRun",
-                "mode DryRun: decisions are recorded and explained, nothing is changed",
-            );
-        }
+    }
+}
+
+/// The predicted peak `e` of the step's forecast: value, time, share of the level, and the model that made it.
+fn predicted_peak(r: &CycleReport, e: &Evidence) -> PredictedPeak {
+    let share = if e.threshold > 0.0 { e.peak / e.threshold * 100.0 } else { f64::NAN };
+    PredictedPeak {
+        value: e.peak,
+        at: rfc3339(e.peak_at_ms),
+        quantile: e.quantile,
+        saturation_level: e.threshold,
+        // A fallback's forecast keeps the primary model's name: say which model made it.
+        model: r
+            .fallbacks
+            .iter()
+            .find(|f| f.series == e.series)
+            .map_or_else(|| e.model.clone(), |f| format!("{} (instead of {})", f.used, f.model)),
+        summary: format!("{share:.0}% at {}", short_time(e.peak_at_ms)),
     }
 }
 

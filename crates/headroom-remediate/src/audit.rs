@@ -467,23 +467,18 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use headroom_core::{Action, Mode};
+    use headroom_core::Action;
+    use headroom_testing::fixtures;
 
     use super::*;
 
     fn decision(target: &str, window_start_ms: i64) -> Decision {
-        let d = Decision::new(
-            target,
-            &format!("k8s/shop/deployment/{target}"),
-            Mode::Enforce,
-            "saturation",
-            window_start_ms,
-            window_start_ms - 1000,
-        );
-        Decision {
-            reason: "p90 cpu crosses 80% of the limit in 2h".into(),
-            ..d.with_action(Action::ScaleTo { replicas: 4 })
-        }
+        fixtures::decision(target, &format!("k8s/shop/deployment/{target}"), Action::ScaleTo { replicas: 4 })
+            .risk("saturation")
+            .window(window_start_ms)
+            .decided_at(window_start_ms - 1000)
+            .reason("p90 cpu crosses 80% of the limit in 2h")
+            .build()
     }
 
     fn intent(d: &Decision) -> String {

@@ -316,10 +316,23 @@ impl Target {
         self.start_limit.or((self.platform == Platform::Systemd).then_some(SYSTEMD_START_LIMIT))
     }
 
+    /// Every value of this target that cannot be used, with its key path under `at`.
     fn problems(&self, at: &str) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut bad =
             |field: &str, value: String, why: &str| out.push(Problem::new(format!("{at}.{field}"), value, why));
+        self.identity_problems(&mut bad);
+        self.level_problems(&mut bad);
+        self.replica_problems(&mut bad);
+        self.limit_problems(&mut bad);
+        self.scale_in_problems(&mut bad);
+        self.ladder_problems(&mut bad);
+        self.start_limit_problems(&mut bad);
+        out
+    }
+
+    /// What the target is: a name, an entity and a metric, none blank.
+    fn identity_problems(&self, bad: &mut Bad<'_>) {
         if self.name.trim().is_empty() {
             bad("name", format!("{:?}", self.name), "a target needs a non-empty name");
         }
@@ -329,6 +342,11 @@ impl Target {
         if self.metric.trim().is_empty() {
             bad("metric", format!("{:?}", self.metric), "a target needs the metric that drives it");
         }
+    }
+
+    /// The saturation level: threshold a fraction of capacity, capacity
+    /// positive, quantile one the forecasts have.
+    fn level_problems(&self, bad: &mut Bad<'_>) {
         if !(self.threshold > 0.0 && self.threshold <= 1.0) {
             bad("threshold", self.threshold.to_string(), "must be a fraction of capacity in (0, 1]");
         }
@@ -339,9 +357,13 @@ impl Target {
         }
         if !(0.0..=1.0).contains(&self.quantile) {
             bad("quantile", self.quantile.to_string(), "must be between 0 and 1 (and one of 0.1, 0.5, 0.9)");
-        } else if !headroom_core::forecast::QUANTILES.iter().any(|q| (q - self.quantile).abs() < 1e-9) {
+        } else if headroom_core::forecast::quantile_index(self.quantile).is_none() {
             bad("quantile", self.quantile.to_string(), "forecasts have quantiles 0.1, 0.5 and 0.9 only");
         }
+    }
+
+    /// Replica bounds and step: min ≤ max, max, step and a given count at least 1.
+    fn replica_problems(&self, bad: &mut Bad<'_>) {
         if self.min_replicas > self.max_replicas {
             bad(
                 "min_replicas",
@@ -360,6 +382,10 @@ impl Target {
         {
             bad("replicas", "0".into(), "a running target has at least 1 replica");
         }
+    }
+
+    /// The hourly cap at least 1; the stale-data limit and the verification window longer than 0s.
+    fn limit_problems(&self, bad: &mut Bad<'_>) {
         if self.max_actions_per_hour == 0 {
             bad("max_actions_per_hour", "0".into(), "must be at least 1 (use mode = \"dry-run\" to never act)");
         }
@@ -368,12 +394,21 @@ impl Target {
                 bad(field, format!("\"{span}\""), "must be longer than 0s");
             }
         }
+    }
+
+    /// `scale_in`: a fraction in (0, 1) over a window longer than 0s.
+    fn scale_in_problems(&self, bad: &mut Bad<'_>) {
         if !(self.scale_in.below > 0.0 && self.scale_in.below < 1.0) {
             bad("scale_in.below", self.scale_in.below.to_string(), "must be a fraction in (0, 1)");
         }
         if self.scale_in.window.ms() == 0 {
             bad("scale_in.window", "\"0s\"".into(), "must be longer than 0s");
         }
+    }
+
+    /// The ladder in force: at least one rung, nothing after `alert`, and
+    /// `scale_out` only where the target scales.
+    fn ladder_problems(&self, bad: &mut Bad<'_>) {
         let ladder = self.ladder();
         if ladder.is_empty() {
             bad("ladder", "[]".into(), "needs at least one rung (e.g. [\"alert\"])");
@@ -386,6 +421,10 @@ impl Target {
         if ladder.contains(&Rung::ScaleOut) && !self.scalable() {
             bad("ladder", format!("{ladder:?}"), "scale_out needs a scalable platform (kubernetes or process)");
         }
+    }
+
+    /// A configured start limit: a burst of at least 2 within an interval longer than 0s.
+    fn start_limit_problems(&self, bad: &mut Bad<'_>) {
         if let Some(limit) = self.start_limit {
             if limit.burst < 2 {
                 bad(
@@ -398,9 +437,11 @@ impl Target {
                 bad("start_limit.interval", "\"0s\"".into(), "must be longer than 0s");
             }
         }
-        out
     }
 }
+
+/// Reports one problem of a target: its field (under the target's key path), value and why.
+type Bad<'a> = dyn FnMut(&str, String, &str) + 'a;
 
 impl Config {
     /// Reads and validates `path`.

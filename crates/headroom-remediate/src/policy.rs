@@ -32,7 +32,7 @@ use headroom_core::{Action, Decision, Evidence, Grid, Guardrail, Mode, Verdict, 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Rung, Target};
-use crate::risk::{Risk, is_crash_kind};
+use crate::risk::{Risk, Saturation, is_crash_kind};
 use crate::state::{Outcome, PastAction, TargetState};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -273,56 +273,65 @@ fn ladder(t: &Target, s: &TargetState, risk: &Risk, now_ms: i64) -> Decision {
         guard(&mut d, "ladder", Verdict::Blocked, format!("all {} rungs used within {}", rungs.len(), t.ladder_reset));
         return d;
     };
-    // Rung n waits backoff × 2^(n-1) after the previous one.
-    if let Some(last) = done.iter().map(|a| a.at_ms).max() {
-        let wait = t.backoff.ms().saturating_mul(1 << (rung_no - 1).min(20));
-        if now_ms < last + wait {
-            d.reason = format!(
-                "{} — rung {} ({rung:?}) waits for its backoff until {}",
-                d.reason,
-                rung_no + 1,
-                format_ts(last + wait)
-            );
-            guard(
-                &mut d,
-                "ladder",
-                Verdict::Blocked,
-                format!("backoff {} after the previous rung", format_duration(wait)),
-            );
-            return d;
-        }
+    if let Some(last) = done.iter().map(|a| a.at_ms).max()
+        && rung_waits(t, &mut d, rung, rung_no, last, now_ms)
+    {
+        return d;
     }
     let rung_label = format!("rung {} of {} ({rung:?})", rung_no + 1, rungs.len());
     // The rung is part of the id: the second restart of a ladder is a different decision from the first.
     d.risk = format!("{}#{}", risk.kind(), rung_no + 1);
+    take_rung(t, s, &mut d, rung, rung_label, now_ms);
+    d
+}
+
+/// Rung `rung_no` (from 0; n ≥ 1 here) waits backoff × 2^(n-1) after the
+/// previous rung, taken at `last`: whether it still waits (then `d` says so).
+fn rung_waits(t: &Target, d: &mut Decision, rung: Rung, rung_no: usize, last: i64, now_ms: i64) -> bool {
+    let wait = t.backoff.ms().saturating_mul(1 << (rung_no - 1).min(20));
+    if now_ms >= last + wait {
+        return false;
+    }
+    d.reason = format!(
+        "{} — rung {} ({rung:?}) waits for its backoff until {}",
+        d.reason,
+        rung_no + 1,
+        format_ts(last + wait)
+    );
+    guard(d, "ladder", Verdict::Blocked, format!("backoff {} after the previous rung", format_duration(wait)));
+    true
+}
+
+/// The rung's action: an alert (the ladder ends), a restart (within the
+/// start limit) or one more replica (when the replica count is known).
+fn take_rung(t: &Target, s: &TargetState, d: &mut Decision, rung: Rung, rung_label: String, now_ms: i64) {
     match rung {
         Rung::Alert => {
             d.alert = true;
             d.reason = format!("{} — {rung_label}: stop acting, alert", d.reason);
-            pass(&mut d, "ladder", rung_label);
+            pass(d, "ladder", rung_label);
         }
         Rung::Restart => {
-            pass(&mut d, "ladder", rung_label);
+            pass(d, "ladder", rung_label);
             d.reason = format!("{} — restart", d.reason);
             d.set_action(Action::Restart);
-            start_limit(t, s, &mut d, now_ms);
+            start_limit(t, s, d, now_ms);
         }
         Rung::ScaleOut => {
-            pass(&mut d, "ladder", rung_label);
+            pass(d, "ladder", rung_label);
             match replicas(t, s) {
                 Some(cur) => {
                     d.reason = format!("{} — scale out by one", d.reason);
-                    set_replicas(t, &mut d, cur, cur + 1);
+                    set_replicas(t, d, cur, cur + 1);
                 }
                 None => {
                     d.alert = true;
                     d.reason = format!("{} — cannot scale out: current replicas unknown; alert", d.reason);
-                    guard(&mut d, "replicas_known", Verdict::Blocked, "no replica count reported".into());
+                    guard(d, "replicas_known", Verdict::Blocked, "no replica count reported".into());
                 }
             }
         }
     }
-    d
 }
 
 /// Predictive actions wait until the predicted event is at most `lead_time` ahead.
@@ -440,59 +449,80 @@ fn set_replicas(t: &Target, d: &mut Decision, current: u32, want: u32) {
     }
 }
 
+/// No crash pattern and no leak: scale out for saturation (predicted, or
+/// observed when there is no forecast), else perhaps scale in.
 fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: i64) -> Decision {
-    let degraded = s.health.as_ref().filter(|h| h.degraded);
     let sat = risks.iter().find_map(|r| match r {
         Risk::Saturation(x) => Some(x),
         _ => None,
     });
     if let Some(sat) = sat {
-        let what = format!(
-            "p{:.0} of {} ({}, origin {}) goes above {:.4} at {} (in {}), peak {:.4} at {}",
-            sat.quantile * 100.0,
-            sat.key,
-            sat.model,
-            format_ts(sat.origin_ms),
-            sat.threshold,
-            format_ts(sat.crosses_at_ms),
-            format_duration(sat.time_left_ms),
-            sat.peak,
-            format_ts(sat.peak_at_ms)
-        );
-        let mut d = base(t, "saturation", sat.window_start_ms, what, now_ms);
-        d.evidence = Some(Evidence {
-            series: sat.key.to_string(),
-            model: sat.model.clone(),
-            origin_ms: sat.origin_ms,
-            quantile: Some(sat.quantile),
-            peak: sat.peak,
-            peak_at_ms: sat.peak_at_ms,
-            threshold: sat.threshold,
-            crosses_at_ms: Some(sat.crosses_at_ms),
-        });
-        if let Some(h) = degraded {
-            if let Some(d) = reactive(t, s, now_ms, &format!("forecast degraded ({})", h.reason)) {
-                return d;
-            }
-            d.alert = true;
-            d.reason = format!("{} — forecast degraded ({}): predictive actions off", d.reason, h.reason);
-            guard(&mut d, "forecast_health", Verdict::Blocked, h.reason.clone());
-            return d;
-        }
-        if let Some(h) = &s.health {
-            pass(&mut d, "forecast_health", h.reason.clone());
-        }
-        if !within_lead_time(t, &mut d, sat.time_left_ms) {
-            return d;
-        }
-        return scale_for(t, s, d, sat.peak / sat.threshold);
+        return saturation(t, s, sat, now_ms);
     }
     if s.forecast.is_none()
         && let Some(d) = reactive(t, s, now_ms, "no forecast")
     {
         return d;
     }
-    // No saturation, predicted or observed: perhaps scale in.
+    no_saturation(t, s, now_ms)
+}
+
+/// Predicted saturation: scale out so that the predicted peak fits under
+/// the level, once the crossing is within the lead time. A degraded forecast
+/// turns this off: only observed saturation (the reactive rule) may still
+/// scale out; otherwise no action and an alert.
+fn saturation(t: &Target, s: &TargetState, sat: &Saturation, now_ms: i64) -> Decision {
+    let (what, evidence) = describe_saturation(sat);
+    let mut d = base(t, "saturation", sat.window_start_ms, what, now_ms);
+    d.evidence = Some(evidence);
+    if let Some(h) = s.health.as_ref().filter(|h| h.degraded) {
+        if let Some(d) = reactive(t, s, now_ms, &format!("forecast degraded ({})", h.reason)) {
+            return d;
+        }
+        d.alert = true;
+        d.reason = format!("{} — forecast degraded ({}): predictive actions off", d.reason, h.reason);
+        guard(&mut d, "forecast_health", Verdict::Blocked, h.reason.clone());
+        return d;
+    }
+    if let Some(h) = &s.health {
+        pass(&mut d, "forecast_health", h.reason.clone());
+    }
+    if !within_lead_time(t, &mut d, sat.time_left_ms) {
+        return d;
+    }
+    scale_for(t, s, d, sat.peak / sat.threshold)
+}
+
+/// A predicted saturation in words, and as evidence.
+fn describe_saturation(sat: &Saturation) -> (String, Evidence) {
+    let what = format!(
+        "p{:.0} of {} ({}, origin {}) goes above {:.4} at {} (in {}), peak {:.4} at {}",
+        sat.quantile * 100.0,
+        sat.key,
+        sat.model,
+        format_ts(sat.origin_ms),
+        sat.threshold,
+        format_ts(sat.crosses_at_ms),
+        format_duration(sat.time_left_ms),
+        sat.peak,
+        format_ts(sat.peak_at_ms)
+    );
+    let evidence = Evidence {
+        series: sat.key.to_string(),
+        model: sat.model.clone(),
+        origin_ms: sat.origin_ms,
+        quantile: Some(sat.quantile),
+        peak: sat.peak,
+        peak_at_ms: sat.peak_at_ms,
+        threshold: sat.threshold,
+        crosses_at_ms: Some(sat.crosses_at_ms),
+    };
+    (what, evidence)
+}
+
+/// No saturation, predicted or observed: `none`, saying what the forecast
+/// (or the newest actual value) shows, or a scale-in when it is enabled and allowed.
+fn no_saturation(t: &Target, s: &TargetState, now_ms: i64) -> Decision {
     let mut d = base(t, "none", Grid::align(HOUR_MS, now_ms), "no risk found".into(), now_ms);
     let Some(level_now) = s.forecast.as_ref().map(|f| f.threshold).or(s.level) else { return d };
     if let Some(f) = &s.forecast {
@@ -507,50 +537,62 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
     } else {
         d.reason = format!("no forecast; newest actual at or below {level_now:.4}");
     }
-    if !t.scale_in.enabled {
-        return d;
+    if t.scale_in.enabled {
+        scale_in(t, s, &mut d, level_now);
     }
+    d
+}
+
+/// Scale-in, when the guardrail allows it: to the fewest replicas that keep
+/// the higher of the forecast peak and the recent actual peak under the
+/// level `level_now` (clamped by max_step and the bounds).
+fn scale_in(t: &Target, s: &TargetState, d: &mut Decision, level_now: f64) {
     let level = t.scale_in.below * level_now;
     let recent_max = s.recent.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if degraded.is_some() {
-        guard(&mut d, "scale_in", Verdict::Blocked, "forecast degraded: no scale-in".into());
-        return d;
-    }
-    // With a forecast, both it and the recent actuals must be low; without one
-    // (reactive rules), the recent actuals over the whole window.
     let peak = s.forecast.as_ref().map(|f| f.peak);
-    if peak.is_some_and(|p| p >= level) || s.recent.is_empty() || recent_max >= level {
-        let detail = match peak {
-            Some(p) => format!(
-                "forecast peak {p:.4} and recent actual peak {} must both be below {level:.4}",
-                if s.recent.is_empty() { "(none)".to_string() } else { format!("{recent_max:.4}") }
-            ),
-            None => format!("recent actual peak {recent_max:.4} must be below {level:.4}"),
-        };
-        guard(&mut d, "scale_in", Verdict::Blocked, detail);
-        return d;
+    if let Some(detail) = scale_in_blocked(s, peak, level, recent_max) {
+        guard(d, "scale_in", Verdict::Blocked, detail);
+        return;
     }
-    let Some(cur) = replicas(t, s) else { return d };
+    let Some(cur) = replicas(t, s) else { return };
     let basis = peak.map_or(recent_max, |p| p.max(recent_max));
+    let window = t.scale_in.window;
     pass(
-        &mut d,
+        d,
         "scale_in",
         match peak {
-            Some(p) => format!(
-                "forecast peak {p:.4} and recent peak {recent_max:.4} below {level:.4} for {}",
-                t.scale_in.window
-            ),
-            None => format!("recent peak {recent_max:.4} below {level:.4} for {} (no forecast)", t.scale_in.window),
+            Some(p) => format!("forecast peak {p:.4} and recent peak {recent_max:.4} below {level:.4} for {window}"),
+            None => format!("recent peak {recent_max:.4} below {level:.4} for {window} (no forecast)"),
         },
     );
     let need = ((f64::from(cur) * basis / level_now).ceil() as u32).max(1);
     if need >= cur {
-        return d;
+        return;
     }
     d.risk = "scale_in".into();
     d.reason = format!("{} and recent actual values too ({recent_max:.4}): scale in", d.reason);
-    set_replicas(t, &mut d, cur, need);
-    d
+    set_replicas(t, d, cur, need);
+}
+
+/// The scale-in guardrail's reason to refuse, if it has one: a degraded
+/// forecast; or values not all below `level` (the scale-in fraction of the
+/// saturation level). With a forecast, both its `peak` and the recent
+/// actuals must be below; without one (reactive rules), the recent actuals
+/// over the whole window. No recent actuals at all refuses too.
+fn scale_in_blocked(s: &TargetState, peak: Option<f64>, level: f64, recent_max: f64) -> Option<String> {
+    if s.health.as_ref().is_some_and(|h| h.degraded) {
+        return Some("forecast degraded: no scale-in".into());
+    }
+    if !(peak.is_some_and(|p| p >= level) || s.recent.is_empty() || recent_max >= level) {
+        return None;
+    }
+    Some(match peak {
+        Some(p) => format!(
+            "forecast peak {p:.4} and recent actual peak {} must both be below {level:.4}",
+            if s.recent.is_empty() { "(none)".to_string() } else { format!("{recent_max:.4}") }
+        ),
+        None => format!("recent actual peak {recent_max:.4} must be below {level:.4}"),
+    })
 }
 
 /// The reactive rule every user has today: the newest actual value is above
@@ -586,52 +628,76 @@ fn scale_for(t: &Target, s: &TargetState, mut d: Decision, ratio: f64) -> Decisi
     d
 }
 
-/// Already done, cooldown and the per-target cap.
+/// Already done, cooldown and the per-target cap, in that order; the first
+/// that blocks ends the checks.
 fn common_guards(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) {
-    if let Some(prev) = s.history.iter().rev().find(|a| a.id == d.id) {
-        match &prev.outcome {
-            Outcome::Failed { .. } => {
-                pass(d, "already_done", format!("{} failed before at {}: may retry", prev.id, format_ts(prev.at_ms)))
-            }
-            Outcome::Pending => {
-                return block(d, "already_done", format!("{} has an intent without outcome: reconcile first", prev.id));
-            }
-            Outcome::DryRun if prev.mode == Mode::Enforce => pass(
+    if already_done(s, d) && cooldown(t, s, d, now_ms) {
+        hourly_cap(t, s, d, now_ms);
+    }
+}
+
+/// A decision id carried out before (or pending reconciliation) is never
+/// carried out again; a failed attempt may be retried, and a dry-run record
+/// of an enforced decision holds nothing back. Whether it passed.
+fn already_done(s: &TargetState, d: &mut Decision) -> bool {
+    let Some(prev) = s.history.iter().rev().find(|a| a.id == d.id) else {
+        pass(d, "already_done", "first time for this reason".into());
+        return true;
+    };
+    match &prev.outcome {
+        Outcome::Failed { .. } => {
+            pass(d, "already_done", format!("{} failed before at {}: may retry", prev.id, format_ts(prev.at_ms)))
+        }
+        Outcome::Pending => {
+            block(d, "already_done", format!("{} has an intent without outcome: reconcile first", prev.id));
+            return false;
+        }
+        Outcome::DryRun if prev.mode == Mode::Enforce => pass(
+            d,
+            "already_done",
+            format!("{} was only recorded as a dry run at {}: may be carried out", prev.id, format_ts(prev.at_ms)),
+        ),
+        other => {
+            block(
                 d,
                 "already_done",
-                format!("{} was only recorded as a dry run at {}: may be carried out", prev.id, format_ts(prev.at_ms)),
-            ),
-            other => {
-                return block(
-                    d,
-                    "already_done",
-                    format!("{} was recorded at {} ({other:?}): never twice", prev.id, format_ts(prev.at_ms)),
-                );
-            }
-        }
-    } else {
-        pass(d, "already_done", "first time for this reason".into());
-    }
-    let cooldown = t.cooldown.ms();
-    if let Some(last) =
-        s.history.iter().filter(|a| counts_as_action(a, t.mode) && a.at_ms <= now_ms).map(|a| a.at_ms).max()
-    {
-        if now_ms - last < cooldown {
-            return block(
-                d,
-                "cooldown",
-                format!(
-                    "previous action at {}, cooldown {} ends {}",
-                    format_ts(last),
-                    t.cooldown,
-                    format_ts(last + cooldown)
-                ),
+                format!("{} was recorded at {} ({other:?}): never twice", prev.id, format_ts(prev.at_ms)),
             );
+            return false;
         }
-        pass(d, "cooldown", format!("previous action at {} ({} ago)", format_ts(last), format_duration(now_ms - last)));
-    } else {
-        pass(d, "cooldown", "no previous action".into());
     }
+    true
+}
+
+/// No action within `cooldown` of the previous one (of the target's mode).
+/// Whether it passed.
+fn cooldown(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) -> bool {
+    let cooldown = t.cooldown.ms();
+    let Some(last) =
+        s.history.iter().filter(|a| counts_as_action(a, t.mode) && a.at_ms <= now_ms).map(|a| a.at_ms).max()
+    else {
+        pass(d, "cooldown", "no previous action".into());
+        return true;
+    };
+    if now_ms - last < cooldown {
+        block(
+            d,
+            "cooldown",
+            format!(
+                "previous action at {}, cooldown {} ends {}",
+                format_ts(last),
+                t.cooldown,
+                format_ts(last + cooldown)
+            ),
+        );
+        return false;
+    }
+    pass(d, "cooldown", format!("previous action at {} ({} ago)", format_ts(last), format_duration(now_ms - last)));
+    true
+}
+
+/// At most `max_actions_per_hour` actions of the target's mode in any hour.
+fn hourly_cap(t: &Target, s: &TargetState, d: &mut Decision, now_ms: i64) {
     let n = s.history.iter().filter(|a| counts_as_action(a, t.mode) && within(a.at_ms, now_ms, HOUR_MS)).count() as u32;
     let cap = t.max_actions_per_hour;
     if n >= cap {

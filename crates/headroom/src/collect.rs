@@ -50,8 +50,8 @@ pub async fn run(args: CollectArgs, cancel: &CancellationToken) -> anyhow::Resul
 
 fn host_config(args: &crate::cli::HostArgs) -> anyhow::Result<HostConfig> {
     Ok(HostConfig {
-        interval: headroom_core::parse_duration(&args.interval)?,
-        duration: args.duration.as_deref().map(headroom_core::parse_duration).transpose()?,
+        interval: headroom_core::parse_duration(&args.interval)?.into(),
+        duration: args.duration.as_deref().map(headroom_core::parse_duration).transpose()?.map(Into::into),
         processes: args.processes.clone(),
         units: args.units.clone(),
         all_units: args.all_units,
@@ -62,8 +62,8 @@ fn prometheus_config(args: &crate::cli::PrometheusArgs) -> anyhow::Result<Promet
     use headroom_core::{parse_duration, parse_timestamp};
 
     let mut cfg = PrometheusConfig::new(args.url.clone(), 0, 0);
-    cfg.step = parse_duration(&args.step)?;
-    cfg.timeout = parse_duration(&args.timeout)?;
+    cfg.step = parse_duration(&args.step)?.into();
+    cfg.timeout = parse_duration(&args.timeout)?.into();
     cfg.concurrency = args.concurrency;
     cfg.retries = args.retries;
     cfg.max_points_per_request = args.max_points_per_request;

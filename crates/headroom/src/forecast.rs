@@ -1,18 +1,17 @@
 //! `headroom forecast`: from the end of the data into the future.
 
-use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
+use headroom_backtest::MAX_FORECAST_VALUES;
+use headroom_backtest::output::write_forecasts;
 use headroom_collect::resample::{DEFAULT_MAX_GAP_MS, ResampleConfig, resample_frame};
 use headroom_core::{Forecast, Interrupt, format_duration, parse_duration};
 use headroom_forecast::evaluate::forecast_until;
 use headroom_forecast::protocol::Protocol;
 use headroom_forecast::{Forecaster, History};
-use polars::prelude::ParquetWriter;
 
 use crate::cli::ForecastArgs;
-use crate::inspect::load;
+use headroom_collect::recorded::load;
 use headroom_engine::Settings;
 use headroom_engine::models::{fallback_chain, model};
 
@@ -65,14 +64,14 @@ pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
         );
     }
     let values = horizon.saturating_mul(3).saturating_mul(histories.len()).saturating_mul(args.models.len());
-    if values > crate::backtest::MAX_FORECAST_VALUES {
+    if values > MAX_FORECAST_VALUES {
         anyhow::bail!(
             "--horizon {} over {} series and {} models would be {values} forecast values (more than {}, 2 GiB): \
              shorten --horizon or forecast fewer series or models at a time",
             args.horizon,
             histories.len(),
             args.models.len(),
-            crate::backtest::MAX_FORECAST_VALUES
+            MAX_FORECAST_VALUES
         );
     }
     let chain = fallback_chain()?;
@@ -103,44 +102,4 @@ pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes forecasts in the one forecast schema: Parquet, or CSV with RFC 3339 times.
-pub fn write_forecasts(path: &Path, forecasts: &[Forecast]) -> anyhow::Result<()> {
-    let csv = match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => false,
-        Some("csv") => true,
-        _ => anyhow::bail!("--out {}: must end in .parquet or .csv", path.display()),
-    };
-    let io = |e: std::io::Error| headroom_collect::Error::io(path)(e);
-    headroom_collect::store::write_atomically(path, |file| {
-        if !csv {
-            let mut df = Forecast::to_frame(forecasts)?;
-            ParquetWriter::new(file)
-                .finish(&mut df)
-                .map_err(|source| headroom_collect::Error::Parquet { path: path.into(), source })?;
-            return Ok(());
-        }
-        let mut w = std::io::BufWriter::new(file);
-        writeln!(w, "entity,metric,model,origin,ts,p10,p50,p90").map_err(io)?;
-        for f in forecasts {
-            let origin = headroom_core::format_ts(f.origin_ms);
-            for i in 0..f.q.len() {
-                writeln!(
-                    w,
-                    "{},{},{},{origin},{},{},{},{}",
-                    f.key.entity,
-                    f.key.metric,
-                    f.model,
-                    headroom_core::format_ts(f.ts(i)),
-                    f.q.p10[i],
-                    f.q.p50[i],
-                    f.q.p90[i]
-                )
-                .map_err(io)?;
-            }
-        }
-        w.flush().map_err(io)
-    })?;
-    Ok(())
 }

@@ -1,15 +1,11 @@
-//! `headroom inspect` and, until forecasting lands, `headroom backtest`.
+//! `headroom inspect`.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use headroom_collect::files::{FileOptions, read_files};
 use headroom_collect::inspect::{SeriesSummary, summarize};
+use headroom_collect::recorded::load;
 use headroom_collect::resample::ResampleConfig;
-use headroom_collect::store::{Query, Store};
-use headroom_core::SampleFrame;
 
 use crate::cli::InspectArgs;
 use crate::output::{Output, table};
@@ -19,17 +15,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let frame = load(&args.path, &args.file.options()?)?;
     print_summaries(&summarize(&frame, &cfg)?, &cfg, args.output)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads a store directory, or files / directories of files.
-pub fn load(path: &Path, opts: &FileOptions) -> anyhow::Result<SampleFrame> {
-    if path.is_dir()
-        && let Ok(store) = Store::open(path)
-        && store.list().is_ok_and(|keys| !keys.is_empty())
-    {
-        return store.read(&Query::default()).with_context(|| format!("reading store {}", path.display()));
-    }
-    Ok(read_files(&[path.to_path_buf()], opts)?)
 }
 
 pub fn print_summaries(rows: &[SeriesSummary], cfg: &ResampleConfig, output: Output) -> anyhow::Result<()> {

@@ -5,14 +5,12 @@ mod act;
 mod backtest;
 mod cli;
 mod collect;
-mod decisions;
 mod forecast;
 mod inspect;
 mod logging;
 mod operator;
 mod output;
 mod plan;
-mod report;
 mod service;
 mod train;
 
@@ -87,6 +85,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         matches!(e, Collect::Parse { .. } | Collect::File { .. } | Collect::Invalid { .. } | Collect::Config(_))
     };
     let bad_input = err.chain().any(|c| {
+        // The backtest's errors pass other crates' on unchanged: judge those.
+        let c = c.downcast_ref::<headroom_backtest::Error>().and_then(headroom_backtest::Error::wrapped).unwrap_or(c);
         c.downcast_ref::<Config>().is_some_and(config)
             || c.downcast_ref::<Collect>().is_some_and(data)
             || match c.downcast_ref::<headroom_engine::Error>() {

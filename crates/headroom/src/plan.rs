@@ -13,8 +13,8 @@ use headroom_engine::{CycleReport, ModelSet, Settings};
 use serde_json::json;
 
 use crate::cli::{Inputs, PlanArgs};
-use crate::inspect::load;
 use crate::output::Output;
+use headroom_collect::recorded::load;
 
 /// Prints, once each, what reading an audit log found wrong: lines that are
 /// not records, and records a well-behaved writer would not have written.

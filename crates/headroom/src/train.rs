@@ -11,7 +11,7 @@ use headroom_forecast::protocol::Protocol;
 use headroom_lstm::{LstmConfig, TrainOptions, train};
 
 use crate::cli::TrainArgs;
-use crate::inspect::load;
+use headroom_collect::recorded::load;
 
 pub fn run(args: TrainArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
     let cfg: LstmConfig = match &args.config {

@@ -1,13 +1,11 @@
 //! `headroom collect prometheus` against a real Prometheus: a stopped server
 //! mid-pull fails the command and leaves the store untouched.
 
-#[path = "../../headroom-collect/tests/support/mod.rs"]
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{DAY, OpenMetrics, Prometheus, T0, backfill, load_sample, window};
+use headroom_testing::prometheus::{OpenMetrics, Prometheus, backfill};
+use headroom_testing::sample::{DAY, T0, load_sample, window};
 
 #[test]
 fn collect_prometheus_pulls_recorded_history_into_the_store() {

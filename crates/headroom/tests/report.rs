@@ -1,18 +1,14 @@
 //! The backtest report as a reader gets it: one HTML file with the tables and
 //! plots, no external reference, rendered by a real browser (headless Chromium).
 
-#[allow(dead_code)]
-#[path = "../src/report.rs"]
-mod report;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use headroom_backtest::report::{ReportInput, write_report};
 use headroom_core::{Action, Decision, Forecast, Grid, Mode, Quantiles, RepairReport, ResampledSeries, SeriesKey};
 use headroom_engine::replay::{PolicyScore, ReplayReport, Replayed, Step, Timeline};
 use headroom_forecast::metrics::{ModelScore, PairScore, SeriesScore, score_pair};
-use report::{ReportInput, write_report};
 
 const STEP: i64 = 15 * 60_000;
 const DAY: usize = 96;

@@ -7,9 +7,6 @@ use super::{HOUR, input};
 use crate::error::Result;
 use crate::risk::Saturation;
 
-/// How far a requested quantile may be from 0.1, 0.5 or 0.9 and still name it.
-const QUANTILE_TOLERANCE: f64 = 1e-6;
-
 /// The first bin of `forecast` whose `quantile` path (0.1, 0.5 or 0.9) is
 /// above `threshold` (in the series' unit), or `None` if it never gets there.
 /// "Above", as the benchmark's saturation events are: a series resting exactly
@@ -25,17 +22,13 @@ const QUANTILE_TOLERANCE: f64 = 1e-6;
 /// non-finite threshold, or a non-finite value anywhere in the forecast.
 pub fn saturation(forecast: &Forecast, quantile: f64, threshold: f64, now_ms: i64) -> Result<Option<Saturation>> {
     let q = &forecast.q;
-    let path = [(0.1, &q.p10), (0.5, &q.p50), (0.9, &q.p90)]
-        .into_iter()
-        .find(|(level, _)| (level - quantile).abs() < QUANTILE_TOLERANCE)
-        .map(|(_, path)| path)
-        .ok_or_else(|| {
-            input(&forecast.key, format!("quantile {quantile} is not in the forecasts (they have 0.1, 0.5 and 0.9)"))
-        })?;
+    let path = q.path(quantile).ok_or_else(|| {
+        input(&forecast.key, format!("quantile {quantile} is not in the forecasts (they have 0.1, 0.5 and 0.9)"))
+    })?;
     if !threshold.is_finite() {
         return Err(input(&forecast.key, format!("saturation threshold {threshold} is not a number")));
     }
-    for (name, values) in [("p10", &q.p10), ("p50", &q.p50), ("p90", &q.p90)] {
+    for (name, values) in q.paths() {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(input(
                 &forecast.key,
@@ -53,8 +46,8 @@ pub fn saturation(forecast: &Forecast, quantile: f64, threshold: f64, now_ms: i6
     let Some(cross) = path.iter().position(|v| *v > threshold) else {
         return Ok(None);
     };
-    // The first bin of the highest value.
-    let peak_at = (0..path.len()).fold(cross, |best, i| if path[i] > path[best] { i } else { best });
+    // The first bin of the highest value (every bin before `cross` is lower).
+    let (peak_at, peak) = headroom_core::forecast::peak(path).expect("the path crosses, so it is not empty");
     let crosses_at_ms = forecast.ts(cross);
     Ok(Some(Saturation {
         key: forecast.key.clone(),
@@ -63,7 +56,7 @@ pub fn saturation(forecast: &Forecast, quantile: f64, threshold: f64, now_ms: i6
         quantile,
         threshold,
         crosses_at_ms,
-        peak: path[peak_at],
+        peak,
         peak_at_ms: forecast.ts(peak_at),
         time_left_ms: (crosses_at_ms - now_ms).max(0),
         window_start_ms: Grid::align(HOUR, crosses_at_ms),

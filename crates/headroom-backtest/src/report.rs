@@ -9,17 +9,28 @@
 //! decision timeline for saturating targets. A section without data says so
 //! in a sentence instead of drawing an empty plot.
 //!
-//! This module depends only on the library crates (tests compile it on its own).
+//! The tables are drawn from the column lists of [`crate::columns`], the
+//! calibration from [`headroom_forecast::metrics::calibration`].
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
 use headroom_core::{Action, Forecast, ResampledSeries};
 use headroom_engine::replay::{ReplayReport, Timeline};
-use headroom_forecast::metrics::{ModelScore, SeriesScore};
+use headroom_forecast::metrics::{Calibration, ModelScore, SeriesScore, calibration};
 use plotters::prelude::*;
+
+use crate::columns::{Best, Column, MODEL_SCORES, POLICY_SCORES, View, num, pct, shown};
+use crate::error::{Error, Result};
+
+/// plotters' errors (drawing into a string fails only on a bug), before
+/// they become [`Error::Plot`] naming the plot.
+type Drawn<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Names the plot a plotters error came from.
+fn plot(plot: &'static str) -> impl FnOnce(Box<dyn std::error::Error>) -> Error {
+    move |e| Error::Plot { plot, message: e.to_string() }
+}
 
 /// Everything the report shows.
 #[derive(Debug, Clone)]
@@ -38,19 +49,23 @@ pub struct ReportInput<'a> {
     pub replay: Option<&'a ReplayReport>,
 }
 
-/// Writes the report to `path` (one HTML file).
-pub fn write_report(path: &Path, input: &ReportInput<'_>) -> anyhow::Result<()> {
+/// Writes the report to `path` (one HTML file, written whole or not at all).
+pub fn write_report(path: &Path, input: &ReportInput<'_>) -> Result<()> {
     let html = render_report(input)?;
-    std::fs::write(path, html).with_context(|| format!("writing the report {}", path.display()))
+    headroom_collect::store::write_atomically(path, |file| {
+        std::io::Write::write_all(file, html.as_bytes()).map_err(headroom_collect::Error::io(path))
+    })
+    .map_err(|source| Error::Report { path: path.into(), source })
 }
 
 /// The report as one HTML document.
-pub fn render_report(input: &ReportInput<'_>) -> anyhow::Result<String> {
+pub fn render_report(input: &ReportInput<'_>) -> Result<String> {
     let best = best_model(input.scores);
     let mut h = String::with_capacity(256 * 1024);
     let title = esc(&input.title);
-    write!(h, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n")?;
-    write!(h, "<style>{CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n")?;
+    let _ =
+        write!(h, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n");
+    let _ = write!(h, "<style>{CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n");
     h.push_str(&summary(input));
     h.push_str(
         "<nav><a href=\"#accuracy\">Accuracy</a> · <a href=\"#decisions\">Decisions</a> · \
@@ -63,7 +78,7 @@ pub fn render_report(input: &ReportInput<'_>) -> anyhow::Result<String> {
     h.push_str(&mase_section(input)?);
     h.push_str(&calibration_section(input)?);
     h.push_str(&timeline_section(input.replay)?);
-    write!(h, "<footer>headroom {}</footer>\n</body>\n</html>\n", env!("CARGO_PKG_VERSION"))?;
+    let _ = write!(h, "<footer>headroom {}</footer>\n</body>\n</html>\n", env!("CARGO_PKG_VERSION"));
     Ok(h)
 }
 
@@ -161,52 +176,44 @@ fn best_index(values: &[f64], better: impl Fn(f64) -> f64) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The table of `rows` as the report shows `columns`, each column's best row
+/// marked; `picked` says which rows a [`Best::Picked`] column marks.
+fn column_table<T>(columns: &'static [Column<T>], rows: &[T], picked: &dyn Fn(&T) -> bool) -> String {
+    let cells = shown(columns, View::Html);
+    let header: Vec<&str> = cells.iter().map(|(_, s)| s.header).collect();
+    let best: Vec<Option<usize>> = cells
+        .iter()
+        .map(|(c, s)| {
+            let values = || rows.iter().map(|r| c.get.number(r)).collect::<Vec<f64>>();
+            match s.best {
+                Best::Lowest => best_index(&values(), |v| v),
+                Best::Highest => best_index(&values(), |v| -v),
+                Best::Closest(target) => best_index(&values(), |v| (v - target).abs()),
+                Best::None | Best::Picked => None,
+            }
+        })
+        .collect();
+    let body: Vec<Vec<(String, bool)>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            cells
+                .iter()
+                .zip(&best)
+                .map(|((_, s), b)| ((s.show)(r), if s.best == Best::Picked { picked(r) } else { *b == Some(i) }))
+                .collect()
+        })
+        .collect();
+    table(&header, &body)
+}
+
 fn accuracy_section(scores: &[ModelScore], best: Option<&str>) -> String {
     let mut h = String::from("<section id=\"accuracy\">\n<h2>Forecast accuracy</h2>\n");
     if scores.is_empty() {
         h.push_str("<p class=\"empty\">No model was scored.</p>\n</section>\n");
         return h;
     }
-    let col = |f: &dyn Fn(&ModelScore) -> f64| scores.iter().map(f).collect::<Vec<f64>>();
-    let mean_mase = col(&|s| s.mean_mase);
-    let median_mase = col(&|s| s.median_mase);
-    let smape = col(&|s| s.mean_smape);
-    let coverage = col(&|s| s.coverage);
-    let b_mean = best_index(&mean_mase, |v| v);
-    let b_median = best_index(&median_mase, |v| v);
-    let b_smape = best_index(&smape, |v| v);
-    let b_cov = best_index(&coverage, |v| (v - 0.8).abs());
-    let rows: Vec<Vec<(String, bool)>> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            vec![
-                (s.model.clone(), Some(s.model.as_str()) == best),
-                (s.series.to_string(), false),
-                (s.pairs.to_string(), false),
-                (num(s.mean_mase, 3), b_mean == Some(i)),
-                (num(s.median_mase, 3), b_median == Some(i)),
-                (num(s.mean_smape, 2), b_smape == Some(i)),
-                (pct(s.coverage), b_cov == Some(i)),
-                (num(s.sat_p90.precision(), 2), false),
-                (num(s.sat_p90.recall(), 2), false),
-            ]
-        })
-        .collect();
-    h.push_str(&table(
-        &[
-            "model",
-            "series",
-            "pairs",
-            "mean MASE",
-            "median MASE",
-            "sMAPE %",
-            "p10–p90 coverage",
-            "saturation precision (p90)",
-            "saturation recall (p90)",
-        ],
-        &rows,
-    ));
+    h.push_str(&column_table(&MODEL_SCORES, scores, &|s| Some(s.model.as_str()) == best));
     h.push_str(
         "<p class=\"note\">MASE: mean absolute error of p50 over the in-sample seasonal-naive (1 day) error, \
          averaged per series then over series (below 1 beats seasonal naive). sMAPE of p50. Coverage: share of \
@@ -223,47 +230,7 @@ fn decisions_section(replay: Option<&ReplayReport>) -> String {
         h.push_str("<p class=\"empty\">No decision replay was run for this backtest.</p>\n</section>\n");
         return h;
     };
-    let p = &replay.policies;
-    let col = |f: &dyn Fn(&headroom_engine::replay::PolicyScore) -> f64| p.iter().map(f).collect::<Vec<f64>>();
-    let b_recall = best_index(&col(&|s| s.recall), |v| -v);
-    let b_precision = best_index(&col(&|s| s.precision), |v| -v);
-    let b_under = best_index(&col(&|s| s.under_provisioned_minutes), |v| v);
-    let b_slack = best_index(&col(&|s| s.slack_replica_hours), |v| v);
-    let rows: Vec<Vec<(String, bool)>> = p
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            vec![
-                (s.policy.clone(), false),
-                (s.targets.to_string(), false),
-                (s.events.to_string(), false),
-                (s.caught.to_string(), false),
-                (num(s.recall, 2), b_recall == Some(i)),
-                (num(s.precision, 2), b_precision == Some(i)),
-                (minutes(s.mean_lead_minutes), false),
-                (num(s.under_provisioned_minutes, 0), b_under == Some(i)),
-                (num(s.slack_replica_hours, 1), b_slack == Some(i)),
-                (s.actions.to_string(), false),
-                (s.churn.to_string(), false),
-            ]
-        })
-        .collect();
-    h.push_str(&table(
-        &[
-            "policy",
-            "targets",
-            "events",
-            "caught",
-            "recall",
-            "precision",
-            "mean lead",
-            "under-provisioned min",
-            "slack replica-h",
-            "actions",
-            "churn",
-        ],
-        &rows,
-    ));
+    h.push_str(&column_table(&POLICY_SCORES, &replay.policies, &|_| false));
     h.push_str(
         "<p class=\"note\">The policy replayed over the recorded load with each model's forecasts, and the \
          reactive baseline. An event is a run of bins above the saturation level at the starting replica count; \
@@ -276,7 +243,7 @@ fn decisions_section(replay: Option<&ReplayReport>) -> String {
 
 // ---------------------------------------------------------------- forecasts
 
-fn forecasts_section(input: &ReportInput<'_>, best: Option<&str>) -> anyhow::Result<String> {
+fn forecasts_section(input: &ReportInput<'_>, best: Option<&str>) -> Result<String> {
     let mut h = String::from("<section id=\"forecasts\">\n");
     let Some(best) = best else {
         h.push_str("<h2>Forecasts</h2>\n<p class=\"empty\">No model was scored.</p>\n</section>\n");
@@ -310,7 +277,8 @@ fn forecasts_section(input: &ReportInput<'_>, best: Option<&str>) -> anyhow::Res
         }
         fcs.sort_by_key(|f| f.origin_ms);
         let name = series.key.to_string();
-        let svg = forecast_plot(series, &fcs, &format!("{rank}: MASE {}", num(score.mase, 2)))?;
+        let svg =
+            forecast_plot(series, &fcs, &format!("{rank}: MASE {}", num(score.mase, 2))).map_err(plot("forecast"))?;
         let _ = write!(
             h,
             "<figure>\n{}<figcaption>{rank} series for {} by MASE: <b>{}</b> (MASE {}, sMAPE {} %, coverage {}, \
@@ -337,7 +305,7 @@ fn forecasts_section(input: &ReportInput<'_>, best: Option<&str>) -> anyhow::Res
     Ok(h)
 }
 
-fn forecast_plot(series: &ResampledSeries, fcs: &[&Forecast], caption: &str) -> anyhow::Result<String> {
+fn forecast_plot(series: &ResampledSeries, fcs: &[&Forecast], caption: &str) -> Drawn<String> {
     let step = series.grid.step_ms;
     let first_origin = fcs[0].origin_ms;
     let end = fcs.iter().map(|f| f.ts(f.q.len())).max().unwrap_or(first_origin);
@@ -415,7 +383,7 @@ fn draw_runs<DB: DrawingBackend, X, Y>(
     points: &[(X::ValueType, f64)],
     style: ShapeStyle,
     label: Option<&str>,
-) -> anyhow::Result<()>
+) -> Drawn
 where
     X: plotters::coord::ranged1d::Ranged,
     X::ValueType: Clone + 'static,
@@ -424,7 +392,7 @@ where
 {
     let mut labelled = false;
     for run in points.split(|p| !p.1.is_finite()).filter(|r| !r.is_empty()) {
-        let s = chart.draw_series(LineSeries::new(run.iter().cloned(), style)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let s = chart.draw_series(LineSeries::new(run.iter().cloned(), style)).map_err(|e| e.to_string())?;
         if let (Some(label), false) = (label, labelled) {
             s.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             labelled = true;
@@ -435,7 +403,7 @@ where
 
 // ---------------------------------------------------------------- MASE distribution
 
-fn mase_section(input: &ReportInput<'_>) -> anyhow::Result<String> {
+fn mase_section(input: &ReportInput<'_>) -> Result<String> {
     let mut h = String::from("<section id=\"mase\">\n<h2>MASE per series</h2>\n");
     let mut models: Vec<&str> = input.scores.iter().map(|s| s.model.as_str()).collect();
     for s in input.series_scores {
@@ -455,7 +423,7 @@ fn mase_section(input: &ReportInput<'_>) -> anyhow::Result<String> {
         h.push_str("<p class=\"empty\">No series has a finite MASE.</p>\n</section>\n");
         return Ok(h);
     }
-    let svg = mase_plot(&per_model)?;
+    let svg = mase_plot(&per_model).map_err(plot("MASE"))?;
     let _ = write!(
         h,
         "<figure>\n{}<figcaption>One dot per series (mean MASE over its origins), on a log scale. Box: quartiles \
@@ -466,7 +434,7 @@ fn mase_section(input: &ReportInput<'_>) -> anyhow::Result<String> {
     Ok(h)
 }
 
-fn mase_plot(per_model: &[(&str, Vec<f64>)]) -> anyhow::Result<String> {
+fn mase_plot(per_model: &[(&str, Vec<f64>)]) -> Drawn<String> {
     // Coordinates in thousandths (x: of a model slot, y: of a decade of MASE), as integers:
     // plotters only takes hand-placed ticks on integer axes.
     let milli = |v: f64| (v * 1000.0).round() as i64;
@@ -562,53 +530,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 // ---------------------------------------------------------------- calibration
 
-/// Per model: how many actuals fell at or below p10, p50 and p90, and how many were compared.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Calibration {
-    below: [usize; 3],
-    total: usize,
-}
-
-impl Calibration {
-    fn observed(&self) -> [f64; 3] {
-        self.below.map(|b| if self.total == 0 { f64::NAN } else { b as f64 / self.total as f64 })
-    }
-}
-
-/// Counts, per model in first-seen order, the actuals at or below each quantile.
-fn calibration(series: &[ResampledSeries], forecasts: &[Forecast]) -> Vec<(String, Calibration)> {
-    let by_key: HashMap<&headroom_core::SeriesKey, &ResampledSeries> = series.iter().map(|s| (&s.key, s)).collect();
-    let mut out: Vec<(String, Calibration)> = Vec::new();
-    for f in forecasts {
-        let Some(s) = by_key.get(&f.key) else { continue };
-        let i = match out.iter().position(|(m, _)| *m == f.model) {
-            Some(i) => i,
-            None => {
-                out.push((f.model.clone(), Calibration::default()));
-                out.len() - 1
-            }
-        };
-        let c = &mut out[i].1;
-        for k in 0..f.q.len() {
-            let t = f.ts(k);
-            if t < s.grid.start_ms || (t - s.grid.start_ms) % s.grid.step_ms != 0 {
-                continue;
-            }
-            let Some(&a) = s.values.get(((t - s.grid.start_ms) / s.grid.step_ms) as usize) else { continue };
-            if !a.is_finite() {
-                continue;
-            }
-            c.total += 1;
-            for (j, q) in [f.q.p10[k], f.q.p50[k], f.q.p90[k]].into_iter().enumerate() {
-                c.below[j] += usize::from(a <= q);
-            }
-        }
-    }
-    out.retain(|(_, c)| c.total > 0);
-    out
-}
-
-fn calibration_section(input: &ReportInput<'_>) -> anyhow::Result<String> {
+fn calibration_section(input: &ReportInput<'_>) -> Result<String> {
     let mut h = String::from("<section id=\"calibration\">\n<h2>Calibration</h2>\n");
     let cal = calibration(input.series, input.forecasts);
     if cal.is_empty() {
@@ -617,13 +539,13 @@ fn calibration_section(input: &ReportInput<'_>) -> anyhow::Result<String> {
         );
         return Ok(h);
     }
-    let svg = calibration_plot(&cal)?;
+    let svg = calibration_plot(&cal).map_err(plot("calibration"))?;
     let rows: Vec<Vec<(String, bool)>> = cal
         .iter()
-        .map(|(m, c)| {
+        .map(|c| {
             let o = c.observed();
             vec![
-                (m.clone(), false),
+                (c.model.clone(), false),
                 (c.total.to_string(), false),
                 (pct(o[0]), false),
                 (pct(o[1]), false),
@@ -642,7 +564,7 @@ fn calibration_section(input: &ReportInput<'_>) -> anyhow::Result<String> {
     Ok(h)
 }
 
-fn calibration_plot(cal: &[(String, Calibration)]) -> anyhow::Result<String> {
+fn calibration_plot(cal: &[Calibration]) -> Drawn<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (560, 480)).into_drawing_area();
@@ -662,13 +584,12 @@ fn calibration_plot(cal: &[(String, Calibration)]) -> anyhow::Result<String> {
             .bold_line_style(BLACK.mix(0.08))
             .draw()?;
         chart.draw_series(DashedLineSeries::new([(0.0, 0.0), (1.0, 1.0)], 6, 4, BLACK.mix(0.5).stroke_width(1)))?;
-        let nominal = [0.1, 0.5, 0.9];
-        for (i, (model, c)) in cal.iter().enumerate() {
+        for (i, c) in cal.iter().enumerate() {
             let col = colour(i);
-            let pts: Vec<(f64, f64)> = nominal.iter().copied().zip(c.observed()).collect();
+            let pts: Vec<(f64, f64)> = Calibration::NOMINAL.into_iter().zip(c.observed()).collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))?
-                .label(model.as_str())
+                .label(c.model.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
             chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, col.filled())))?;
         }
@@ -682,7 +603,7 @@ fn calibration_plot(cal: &[(String, Calibration)]) -> anyhow::Result<String> {
 fn legend<'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
     position: SeriesLabelPosition,
-) -> anyhow::Result<()> {
+) -> Drawn {
     chart
         .configure_series_labels()
         .position(position)
@@ -698,7 +619,7 @@ fn legend<'a, CT: plotters::coord::CoordTranslate>(
 /// At most this many targets get a timeline.
 const MAX_TIMELINES: usize = 3;
 
-fn timeline_section(replay: Option<&ReplayReport>) -> anyhow::Result<String> {
+fn timeline_section(replay: Option<&ReplayReport>) -> Result<String> {
     let mut h = String::from("<section id=\"timeline\">\n<h2>Decision timeline</h2>\n");
     let Some(replay) = replay else {
         h.push_str("<p class=\"empty\">No decision replay was run, so there is no timeline.</p>\n</section>\n");
@@ -727,7 +648,7 @@ fn timeline_section(replay: Option<&ReplayReport>) -> anyhow::Result<String> {
         );
     }
     for t in shown {
-        let svg = timeline_plot(t, replay)?;
+        let svg = timeline_plot(t, replay).map_err(plot("decision timeline"))?;
         let _ = write!(
             h,
             "<figure>\n{}<figcaption>Target <b>{}</b> ({}): {} saturation events (shaded) above the level {} at \
@@ -760,7 +681,7 @@ fn step_points(steps: &[headroom_engine::replay::Step], end: i64) -> Vec<(i64, f
     pts
 }
 
-fn timeline_plot(t: &Timeline, replay: &ReplayReport) -> anyhow::Result<String> {
+fn timeline_plot(t: &Timeline, replay: &ReplayReport) -> Drawn<String> {
     let step = t.step_ms.max(1);
     let start = t.start_ms;
     let end = start + t.actual.len() as i64 * step;
@@ -872,25 +793,6 @@ fn tag_svg(svg: &str, label: &str) -> String {
     svg.replacen("<svg ", &format!("<svg class=\"plot\" role=\"img\" aria-label=\"{}\" ", esc(label)), 1)
 }
 
-/// A number with `decimals` places, `–` when missing.
-fn num(v: f64, decimals: usize) -> String {
-    if v.is_finite() { format!("{v:.decimals$}") } else { "–".into() }
-}
-
-/// A share as a percentage.
-fn pct(v: f64) -> String {
-    if v.is_finite() { format!("{:.1} %", v * 100.0) } else { "–".into() }
-}
-
-/// Minutes as `3h 20m` or `45m`.
-fn minutes(v: f64) -> String {
-    if !v.is_finite() {
-        return "–".into();
-    }
-    let m = v.round() as i64;
-    if m.abs() >= 60 { format!("{}h {:02}m", m / 60, (m % 60).abs()) } else { format!("{m}m") }
-}
-
 /// A tick label: as few digits as the value needs.
 fn trim_num(v: f64) -> String {
     let s = if v >= 1.0 { format!("{v:.0}") } else { format!("{v:.3}") };
@@ -936,6 +838,7 @@ fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columns::minutes;
 
     #[test]
     fn escapes_markup_in_names() {
