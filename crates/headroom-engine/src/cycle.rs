@@ -339,11 +339,7 @@ pub fn decide(
         };
         let level = saturation_level(t, world.limits, &k).map(|(l, _)| l * scale);
         risks.extend(forecast_state(&mut state, t, s, level, book, cfg, now_ms, &mut note)?);
-        if let Some(c) = seen.raw.get(&key(&t.entity, &t.restarts_metric)) {
-            let span = t.start_limit().map_or(0, |l| l.interval.ms()).max(3_600_000);
-            state.recent_starts_ms = starts_within(c, now_ms, span);
-        }
-        risks.extend(crash_risks(t, world.limits, &seen, cfg, now_ms)?);
+        risks.extend(crash_risks(&mut state, t, world.limits, &seen, cfg, now_ms)?);
         states.insert(t.name.clone(), state);
     }
     let plan = plan(&risks, &states, cfg, now_ms);
@@ -443,14 +439,23 @@ fn forecast_health(
 
 /// Crash patterns from the raw samples of the target's entity: a restart
 /// loop, an OOM kill, a memory leak, flapping (the detectors read only
-/// samples at or before `now_ms`).
-fn crash_risks(t: &Target, limits: &Limits, seen: &Seen<'_>, cfg: &Config, now_ms: i64) -> Result<Vec<Risk>> {
+/// samples at or before `now_ms`); the target's recent starts go to `state`.
+fn crash_risks(
+    state: &mut TargetState,
+    t: &Target,
+    limits: &Limits,
+    seen: &Seen<'_>,
+    cfg: &Config,
+    now_ms: i64,
+) -> Result<Vec<Risk>> {
     let mut risks = Vec::new();
     let restarts = seen.raw.get(&key(&t.entity, &t.restarts_metric)).copied();
-    if let Some(c) = restarts
-        && let Some(r) = detect::restart_loop(c, &cfg.detect.restart_loop, now_ms)?
-    {
-        risks.push(Risk::RestartLoop(r));
+    if let Some(c) = restarts {
+        let span = t.start_limit().map_or(0, |l| l.interval.ms()).max(3_600_000);
+        state.recent_starts_ms = starts_within(c, now_ms, span);
+        if let Some(r) = detect::restart_loop(c, &cfg.detect.restart_loop, now_ms)? {
+            risks.push(Risk::RestartLoop(r));
+        }
     }
     let mem_key = key(&t.entity, &t.memory_metric);
     if let (Some(m), Some((mem_limit, _))) = (seen.raw.get(&mem_key), saturation_level(t, limits, &mem_key)) {
