@@ -54,7 +54,10 @@ fn the_daemon_scales_a_supervised_process_before_its_predicted_peak_and_stops_cl
     assert!(metrics.contains(r#"headroom_config_last_reload_successful 1"#), "{metrics}");
     // The health check's score of the forecasts, per target and model.
     assert!(metrics.contains(r#"headroom_forecast_coverage{target="worker",model="snaive-daily"}"#), "{metrics}");
-    assert!(request(port, "GET", "/api/v1/forecasts", &[]).unwrap().body.contains("\"p90\""));
+    let forecasts = request(port, "GET", "/api/v1/forecasts", &[]).unwrap().body;
+    for path in ["p10", "p50", "p90", "p95", "p99"] {
+        assert!(forecasts.contains(&format!("\"{path}\"")), "{path} missing: {forecasts}");
+    }
 
     // SIGTERM: not ready, children stopped, exit 0, nothing carried out twice.
     daemon.signal(Signal::SIGTERM);

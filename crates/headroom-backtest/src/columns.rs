@@ -7,7 +7,8 @@
 //!   report's accuracy table; scores.json holds them as serde writes them).
 //! * [`SERIES_SCORES`] — one model on one series (scores.csv, scores.parquet).
 //! * [`POLICY_SCORES`] — one replayed policy (decision_scores.csv, the
-//!   terminal's decision table, the report's decisions table).
+//!   terminal's decision table, the report's decisions table): the reactive
+//!   one, one per model, and the risk trade-off's `model@0.95`, `model@0.99`.
 
 use std::fmt::Write as _;
 
@@ -225,7 +226,7 @@ pub fn minutes(v: f64) -> String {
 // ---------------------------------------------------------------- the lists
 
 /// One model over all series (MASE and sMAPE averaged per series first).
-pub static MODEL_SCORES: [Column<ModelScore>; 13] = [
+pub static MODEL_SCORES: [Column<ModelScore>; 18] = [
     Column {
         name: "model",
         get: Get::Text(|s| s.model.clone()),
@@ -276,6 +277,15 @@ pub static MODEL_SCORES: [Column<ModelScore>; 13] = [
         text: Some(Shown::new("p10-p90 cov", |s| format!("{:.3}", s.coverage))),
         html: Some(Shown::new("p10–p90 coverage", |s: &ModelScore| pct(s.coverage)).best(Best::Closest(0.8))),
     },
+    Column {
+        name: "series_covered",
+        get: Get::Number(|s| s.series_covered),
+        text: Some(Shown::new("series cov 0.7-0.9", |s| format!("{:.3}", s.series_covered))),
+        html: Some(
+            Shown::new("series with p10–p90 coverage 0.70–0.90", |s: &ModelScore| pct(s.series_covered))
+                .best(Best::Highest),
+        ),
+    },
     Column { name: "pinball", get: Get::Number(|s| s.pinball), text: None, html: None },
     Column {
         name: "sat_p50_precision",
@@ -296,6 +306,31 @@ pub static MODEL_SCORES: [Column<ModelScore>; 13] = [
         get: Get::Number(|s| s.sat_p90.recall()),
         text: None,
         html: Some(Shown::new("saturation recall (p90)", |s| num(s.sat_p90.recall(), 2))),
+    },
+    // The risk tails: flagged when p95's (p99's) max is above the threshold.
+    Column {
+        name: "sat_p95_precision",
+        get: Get::Number(|s| s.sat_p95.precision()),
+        text: Some(Shown::new("sat P/R p95", |s| format!("{:.2}/{:.2}", s.sat_p95.precision(), s.sat_p95.recall()))),
+        html: Some(Shown::new("saturation precision (p95)", |s| num(s.sat_p95.precision(), 2))),
+    },
+    Column {
+        name: "sat_p95_recall",
+        get: Get::Number(|s| s.sat_p95.recall()),
+        text: None,
+        html: Some(Shown::new("saturation recall (p95)", |s| num(s.sat_p95.recall(), 2))),
+    },
+    Column {
+        name: "sat_p99_precision",
+        get: Get::Number(|s| s.sat_p99.precision()),
+        text: Some(Shown::new("sat P/R p99", |s| format!("{:.2}/{:.2}", s.sat_p99.precision(), s.sat_p99.recall()))),
+        html: Some(Shown::new("saturation precision (p99)", |s| num(s.sat_p99.precision(), 2))),
+    },
+    Column {
+        name: "sat_p99_recall",
+        get: Get::Number(|s| s.sat_p99.recall()),
+        text: None,
+        html: Some(Shown::new("saturation recall (p99)", |s| num(s.sat_p99.recall(), 2))),
     },
 ];
 
@@ -449,8 +484,11 @@ mod tests {
                 "MASE",
                 "median MASE",
                 "p10-p90 cov",
+                "series cov 0.7-0.9",
                 "sat P/R p50",
-                "sat P/R p90"
+                "sat P/R p90",
+                "sat P/R p95",
+                "sat P/R p99"
             ]
         );
         assert_eq!(
@@ -463,8 +501,13 @@ mod tests {
                 "median MASE",
                 "sMAPE %",
                 "p10–p90 coverage",
+                "series with p10–p90 coverage 0.70–0.90",
                 "saturation precision (p90)",
-                "saturation recall (p90)"
+                "saturation recall (p90)",
+                "saturation precision (p95)",
+                "saturation recall (p95)",
+                "saturation precision (p99)",
+                "saturation recall (p99)"
             ]
         );
     }

@@ -165,6 +165,25 @@ pub enum Error {
     },
 
     /// A signal stopped the work before anything was written.
+    /// A file the backtest reads could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An LSTM config for cross-validation is not one.
+    #[error("{}: not an LSTM configuration: {why}", path.display())]
+    LstmConfig {
+        /// The file (or where the config came from).
+        path: std::path::PathBuf,
+        /// Why.
+        why: String,
+    },
+
     #[error("{0}")]
     Interrupted(#[from] headroom_core::Interrupted),
 

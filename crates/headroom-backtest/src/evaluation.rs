@@ -15,6 +15,7 @@ use headroom_forecast::baselines::{BASELINES, baseline};
 use headroom_forecast::evaluate::{AUTO, Evaluation, evaluate};
 use headroom_forecast::protocol::Protocol;
 
+use crate::crossval::{CrossValidate, CrossValidation};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -44,6 +45,9 @@ pub struct Options {
     pub decide_every: String,
     /// Whether to replay decisions after scoring the forecasts.
     pub replay: bool,
+    /// Cross-validate the LSTM by machine instead of running `model`'s
+    /// ([`crate::crossval`]); `None`: the model in `model`.
+    pub cross_validate: Option<CrossValidate>,
 }
 
 /// A backtest once every forecast is made and scored: what the outputs, and
@@ -60,6 +64,8 @@ pub struct Backtest {
     pub limits: Limits,
     /// Forecasts (model by model, `auto` last) and their scores.
     pub eval: Evaluation,
+    /// The folds, when the LSTM was cross-validated by machine.
+    pub cross_validation: Option<CrossValidation>,
 }
 
 impl Backtest {
@@ -83,7 +89,8 @@ pub fn backtest(options: &Options, progress: &dyn Progress, interrupt: &Interrup
     let names: Vec<String> = match &options.models {
         Some(list) => list.iter().map(|n| n.trim().to_owned()).collect(),
         None => {
-            let lstm = options.model.join(headroom_lstm::card::CARD).is_file().then(|| headroom_lstm::NAME.to_owned());
+            let lstm = (options.cross_validate.is_some() || options.model.join(headroom_lstm::card::CARD).is_file())
+                .then(|| headroom_lstm::NAME.to_owned());
             lstm.into_iter().chain(BASELINES.iter().map(|s| s.to_string())).chain([AUTO.to_owned()]).collect()
         }
     };
@@ -91,9 +98,23 @@ pub fn backtest(options: &Options, progress: &dyn Progress, interrupt: &Interrup
         return Err(Error::Models(format!("{twice} is listed twice")));
     }
     let auto = names.iter().any(|n| n == AUTO);
-    // Models first: a wrong name or an LSTM that cannot run this protocol fails before the data is read.
-    let models: Vec<Box<dyn Forecaster>> =
-        names.iter().filter(|n| *n != AUTO).map(|n| backtest_model(n, options, &protocol)).collect::<Result<_>>()?;
+    let cross_validated = |n: &str| options.cross_validate.is_some() && n == headroom_lstm::NAME;
+    if options.cross_validate.is_some() && !names.iter().any(|n| cross_validated(n)) {
+        return Err(Error::Models(format!(
+            "--cross-validate trains the {} per fold: list it (--models {},{})",
+            headroom_lstm::NAME,
+            headroom_lstm::NAME,
+            names.join(",")
+        )));
+    }
+    // Models first: a wrong name or an LSTM that cannot run this protocol
+    // fails before the data is read. The cross-validated LSTM is trained once
+    // the data is read (None until then).
+    let mut models: Vec<Option<Box<dyn Forecaster>>> = names
+        .iter()
+        .filter(|n| *n != AUTO)
+        .map(|n| if cross_validated(n) { Ok(None) } else { backtest_model(n, options, &protocol).map(Some) })
+        .collect::<Result<_>>()?;
     if auto && models.is_empty() {
         return Err(Error::Models(format!(
             "{AUTO} chooses among the other models run; add at least one (lstm or a baseline)"
@@ -101,7 +122,6 @@ pub fn backtest(options: &Options, progress: &dyn Progress, interrupt: &Interrup
     }
     let chain = models::fallback_chain()?;
     let chain: Vec<&dyn Forecaster> = chain.iter().map(|m| m.as_ref()).collect();
-    let refs: Vec<&dyn Forecaster> = models.iter().map(|m| m.as_ref()).collect();
 
     let frame = headroom_collect::recorded::load(&options.data, &FileOptions::default())?;
     let raw = frame.series()?;
@@ -110,6 +130,26 @@ pub fn backtest(options: &Options, progress: &dyn Progress, interrupt: &Interrup
     let cfg = ResampleConfig { step_ms: protocol.step_ms, max_gap_ms: i64::MAX, strict: false };
     let series = resample_frame(&frame, &cfg)?;
     check_work(&series, &protocol, names.len())?;
+    let cross_validation = match &options.cross_validate {
+        Some(cv) => {
+            let (by_fold, report) = crate::crossval::train_folds(
+                &series,
+                &protocol,
+                cv,
+                &options.model,
+                &options.out,
+                progress,
+                interrupt,
+            )?;
+            for m in models.iter_mut().filter(|m| m.is_none()) {
+                *m = Some(Box::new(by_fold.clone()));
+            }
+            Some(report)
+        }
+        None => None,
+    };
+    let models: Vec<Box<dyn Forecaster>> = models.into_iter().flatten().collect();
+    let refs: Vec<&dyn Forecaster> = models.iter().map(|m| m.as_ref()).collect();
     progress.note(&format!(
         "backtest: {} series from {}, models {}, an origin every {} ({} bins), horizon {} ({} bins of {})",
         series.len(),
@@ -142,7 +182,7 @@ pub fn backtest(options: &Options, progress: &dyn Progress, interrupt: &Interrup
             format_duration(protocol.step_ms)
         ));
     }
-    Ok(Backtest { protocol, series, raw, limits, eval })
+    Ok(Backtest { protocol, series, raw, limits, eval, cross_validation })
 }
 
 /// A duration option in milliseconds.

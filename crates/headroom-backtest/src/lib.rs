@@ -14,6 +14,7 @@
 //! goes to a [`Progress`]) and parses no command line.
 
 pub mod columns;
+pub mod crossval;
 pub mod decisions;
 pub mod error;
 pub mod evaluation;

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use headroom_collect::store::write_atomically;
+use headroom_core::forecast::QUANTILE_COLUMNS;
 use headroom_core::frame::timestamp_column;
 use headroom_core::{Action, Forecast, format_ts};
 use headroom_engine::replay::{ReplayReport, Replayed};
@@ -49,9 +50,17 @@ pub fn write_outputs(dir: &Path, bt: &Backtest, replay: Option<&ReplayReport>) -
         scores["decisions"] = serde_json::to_value(&r.policies)?;
         write_decisions(dir, r)?;
     }
-    let path = dir.join("scores.json");
-    let text = serde_json::to_string_pretty(&scores)? + "\n";
-    write_atomically(&path, |file| file.write_all(text.as_bytes()).map_err(headroom_collect::Error::io(&path)))?;
+    if let Some(cv) = &bt.cross_validation {
+        scores["cross_validation"] = serde_json::to_value(cv)?;
+        write_json(&dir.join("cross_validation.json"), &serde_json::to_value(cv)?)?;
+    }
+    write_json(&dir.join("scores.json"), &scores)
+}
+
+/// Writes `value` as pretty JSON, whole or not at all.
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    write_atomically(path, |file| file.write_all(text.as_bytes()).map_err(headroom_collect::Error::io(path)))?;
     Ok(())
 }
 
@@ -72,21 +81,20 @@ pub fn write_forecasts(path: &Path, forecasts: &[Forecast]) -> Result<()> {
         }
         let mut w = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::Necessary).from_writer(file);
         let fail = |e: csv::Error| csv_error(path, e);
-        w.write_record(["entity", "metric", "model", "origin", "ts", "p10", "p50", "p90"]).map_err(fail)?;
+        let header = ["entity", "metric", "model", "origin", "ts"].into_iter().chain(QUANTILE_COLUMNS);
+        w.write_record(header).map_err(fail)?;
         for f in forecasts {
             let origin = format_ts(f.origin_ms);
             for i in 0..f.q.len() {
-                w.write_record([
+                let mut row = vec![
                     f.key.entity.clone(),
                     f.key.metric.clone(),
                     f.model.clone(),
                     origin.clone(),
                     format_ts(f.ts(i)),
-                    f.q.p10[i].to_string(),
-                    f.q.p50[i].to_string(),
-                    f.q.p90[i].to_string(),
-                ])
-                .map_err(fail)?;
+                ];
+                row.extend(f.q.paths().map(|(_, path)| path[i].to_string()));
+                w.write_record(&row).map_err(fail)?;
             }
         }
         w.flush().map_err(headroom_collect::Error::io(path))
@@ -186,8 +194,8 @@ pub fn scores_text(eval: &Evaluation, replay: Option<&ReplayReport>) -> String {
     }
     if let Some(r) = replay {
         out.push_str(
-            "\ndecisions replayed (predictive policy per model vs the reactive one; \
-             events = runs above the level at the starting replicas)\n",
+            "\ndecisions replayed (predictive policy per model vs the reactive one; model@q: every target on \
+             quantile q; events = runs above the level at the starting replicas)\n",
         );
         out.push_str(&columns::text_table(&POLICY_SCORES, &r.policies));
     }

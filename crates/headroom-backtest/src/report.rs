@@ -16,8 +16,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use headroom_core::{Action, Forecast, ResampledSeries};
-use headroom_engine::replay::{ReplayReport, Timeline};
+use headroom_engine::replay::{Policy, ReplayReport, Timeline};
 use headroom_forecast::metrics::{Calibration, ModelScore, SeriesScore, calibration};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use crate::columns::{Best, Column, MODEL_SCORES, POLICY_SCORES, View, num, pct, shown};
@@ -91,6 +92,7 @@ const CSS: &str = concat!(
     "table{border-collapse:collapse;margin:.5em 0;font-variant-numeric:tabular-nums}",
     "th,td{padding:.3em .7em;border-bottom:1px solid #e4e4e4;text-align:right}",
     "th{background:#f5f5f5;font-weight:600}th:first-child,td:first-child{text-align:left}",
+    "td:first-child{white-space:nowrap}",
     "td.best{font-weight:700;color:#0b6e2e}",
     "p.meta{color:#555;margin-top:0}p.note,figcaption{color:#555;font-size:.9em}p.empty{font-style:italic;color:#666}",
     "figure{margin:1em 0}svg.plot{max-width:100%;height:auto;display:block}",
@@ -218,8 +220,8 @@ fn accuracy_section(scores: &[ModelScore], best: Option<&str>) -> String {
         "<p class=\"note\">MASE: mean absolute error of p50 over the in-sample seasonal-naive (1 day) error, \
          averaged per series then over series (below 1 beats seasonal naive). sMAPE of p50. Coverage: share of \
          actuals inside [p10, p90] (nominal 80 %). Saturation: a (series, origin) pair is an event when the \
-         actuals cross the series' threshold within the horizon, flagged when p90 does. Bold: best in the column \
-         (coverage: closest to 80 %); the best model by mean MASE is drawn below.</p>\n</section>\n",
+         actuals cross the series' threshold within the horizon, flagged when p90 (p95, p99) does. Bold: best in \
+         the column (coverage: closest to 80 %); the best model by mean MASE is drawn below.</p>\n</section>\n",
     );
     h
 }
@@ -233,10 +235,11 @@ fn decisions_section(replay: Option<&ReplayReport>) -> String {
     h.push_str(&column_table(&POLICY_SCORES, &replay.policies, &|_| false));
     h.push_str(
         "<p class=\"note\">The policy replayed over the recorded load with each model's forecasts, and the \
-         reactive baseline. An event is a run of bins above the saturation level at the starting replica count; \
-         caught when the policy had scaled out before it started. Precision: scale-outs followed by an event \
-         within the horizon. Lead: from the first scale-out to the event. Churn: actions reversed within an \
-         hour.</p>\n</section>\n",
+         reactive baseline; <i>model</i>@<i>q</i>: the same policy with every target acting on quantile <i>q</i> \
+         (the risk trade-off, for the LSTM and the baseline with the fewest under-provisioned minutes). An event \
+         is a run of bins above the saturation level at the starting replica count; caught when the policy had \
+         scaled out before it started. Precision: scale-outs followed by an event within the horizon. Lead: from \
+         the first scale-out to the event. Churn: actions reversed within an hour.</p>\n</section>\n",
     );
     h
 }
@@ -543,14 +546,8 @@ fn calibration_section(input: &ReportInput<'_>) -> Result<String> {
     let rows: Vec<Vec<(String, bool)>> = cal
         .iter()
         .map(|c| {
-            let o = c.observed();
-            vec![
-                (c.model.clone(), false),
-                (c.total.to_string(), false),
-                (pct(o[0]), false),
-                (pct(o[1]), false),
-                (pct(o[2]), false),
-            ]
+            let observed = c.observed().map(|o| (pct(o), false));
+            [(c.model.clone(), false), (c.total.to_string(), false)].into_iter().chain(observed).collect()
         })
         .collect();
     let _ = write!(
@@ -559,7 +556,18 @@ fn calibration_section(input: &ReportInput<'_>) -> Result<String> {
          A calibrated model lies on the diagonal; above it the quantiles are too high (over-forecast), below it \
          too low.</figcaption>\n</figure>\n{}</section>\n",
         tag_svg(&svg, "calibration: nominal vs observed quantile level"),
-        table(&["model", "actuals", "≤ p10 (nominal 10 %)", "≤ p50 (50 %)", "≤ p90 (90 %)"], &rows)
+        table(
+            &[
+                "model",
+                "actuals",
+                "≤ p10 (nominal 10 %)",
+                "≤ p50 (50 %)",
+                "≤ p90 (90 %)",
+                "≤ p95 (95 %)",
+                "≤ p99 (99 %)"
+            ],
+            &rows
+        )
     );
     Ok(h)
 }
@@ -731,14 +739,29 @@ fn timeline_plot(t: &Timeline, replay: &ReplayReport) -> Drawn<String> {
             .label("level")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
         for (i, (policy, steps)) in t.replicas.iter().enumerate() {
-            let col = colour(i);
+            // A policy at another quantile (`lstm@0.99`) is dashed (its model's first variant long dashes,
+            // the next dots), in the colour of the policy it varies.
+            let varied = Policy::varied(policy);
+            let col = colour(t.replicas.iter().position(|(p, _)| p == varied).unwrap_or(i));
             // A small vertical offset keeps equal replica counts of different policies apart.
             let off = 0.06 * (i as f64 - (t.replicas.len() as f64 - 1.0) / 2.0);
             let pts: Vec<(i64, f64)> = step_points(steps, end).into_iter().map(|(x, y)| (x, y + off)).collect();
-            chart
-                .draw_secondary_series(LineSeries::new(pts, col.stroke_width(2)))?
-                .label(format!("{policy} replicas"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+            let label = format!("{policy} replicas");
+            if varied == policy {
+                chart
+                    .draw_secondary_series(LineSeries::new(pts, col.stroke_width(2)))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+            } else {
+                let nth = t.replicas[..i].iter().filter(|(p, _)| p != varied && Policy::varied(p) == varied).count();
+                let (dash, gap) = [(6, 4), (2, 3)][nth % 2];
+                chart
+                    .draw_secondary_series(DashedLineSeries::new(pts, dash, gap, col.stroke_width(2)))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        DashedPathElement::new(vec![(x, y), (x + 20, y)], dash, gap, col.stroke_width(2))
+                    });
+            }
             let changes: Vec<(i64, f64, bool)> = steps
                 .windows(2)
                 .filter(|w| w[1].replicas != w[0].replicas)

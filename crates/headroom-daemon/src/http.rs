@@ -7,8 +7,8 @@
 //!   503 before, and again from the start of shutdown;
 //! * `GET /api/v1/targets`, `/api/v1/forecasts`, `/api/v1/decisions` — JSON:
 //!   per target its last decision, health and notes; the latest forecast per
-//!   target with its quantiles; the latest decisions with their reasons,
-//!   guardrails and outcomes;
+//!   target with its quantile paths (p10, p50, p90, p95, p99); the latest
+//!   decisions with their reasons, guardrails and outcomes;
 //! * `POST /-/reload` — re-reads the config: 200, or 400 with every problem.
 //!
 //! With `daemon.bearer_token_file`, every request but `/healthz` must carry
@@ -107,16 +107,18 @@ async fn forecasts(State(d): State<Arc<Daemon>>) -> Response {
         .filter_map(|t| {
             let f = f.current.iter().find(|f| f.key.entity == t.entity && f.key.metric == t.metric)?;
             let ts: Vec<String> = (0..f.q.len()).map(|i| headroom_core::format_ts(f.ts(i))).collect();
-            Some(json!({
+            let mut out = json!({
                 "target": t.name,
                 "series": f.key.to_string(),
                 "model": f.model,
                 "origin": headroom_core::format_ts(f.origin_ms),
                 "ts": ts,
-                "p10": f.q.p10,
-                "p50": f.q.p50,
-                "p90": f.q.p90,
-            }))
+            });
+            // Every quantile path by its column name: p10, p50, p90, p95, p99.
+            for (name, path) in f.q.paths() {
+                out[name] = json!(path);
+            }
+            Some(out)
         })
         .collect();
     let fallbacks: Vec<_> = f.fallbacks.iter().collect();

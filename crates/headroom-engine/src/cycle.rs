@@ -301,8 +301,7 @@ fn from_now(f: &Forecast, now_ms: i64) -> Option<Forecast> {
     if skip >= f.q.len() {
         return None;
     }
-    let q = headroom_core::Quantiles::new(f.q.p10[skip..].to_vec(), f.q.p50[skip..].to_vec(), f.q.p90[skip..].to_vec())
-        .ok()?;
+    let q = f.q.steps(skip..f.q.len()).ok()?;
     Some(Forecast { key: f.key.clone(), model: f.model.clone(), origin_ms: f.ts(skip), step_ms: f.step_ms, q })
 }
 
@@ -561,6 +560,47 @@ mod tests {
         // p90 peak 1.03 (0.95 plus the residual band) over the level 0.8: ceil(3 × 1.03 / 0.8) = 4.
         assert_eq!(d.action, Action::ScaleTo { replicas: 4 }, "{d:?}");
         assert_eq!(d.evidence.as_ref().unwrap().model, "snaive-daily");
+    }
+
+    #[test]
+    fn a_target_on_p99_scales_where_one_on_p90_does_not() {
+        let (mut cfg, grid, raw, limits) = setup();
+        let now = T0 + 5 * DAY;
+        // One forecast from now: p90 peaks at 0.75, under the level 0.8; p99 goes to 0.9 in bins 8–11 (2–3 h).
+        let k = SeriesKey { entity: cfg.targets[0].entity.clone(), metric: cfg.targets[0].metric.clone() };
+        let p99: Vec<f64> = (0..96).map(|i| if (8..12).contains(&i) { 0.9 } else { 0.7 }).collect();
+        let q =
+            headroom_core::Quantiles::new(vec![0.3; 96], vec![0.5; 96], vec![0.75; 96], vec![0.78; 96], p99).unwrap();
+        let f = Forecast { key: k, model: "lstm".into(), origin_ms: now, step_ms: STEP, q };
+        let book = ForecastBook::new([f]);
+        let world = World { grid: &grid, raw: &raw, limits: &limits, replicas: &BTreeMap::new() };
+        let mut decide_at = |quantile: f64| {
+            cfg.targets[0].quantile = quantile;
+            assert!(cfg.problems().is_empty(), "{quantile}: {:?}", cfg.problems());
+            decide(&world, &book, &cfg, &BTreeMap::new(), now).unwrap()
+        };
+
+        let r = decide_at(0.9);
+        assert!(r.risks.is_empty(), "{:?}", r.risks);
+        assert_eq!(r.plan.decisions[0].action, Action::None);
+        assert_eq!(r.states["web"].forecast.as_ref().unwrap().peak, 0.75);
+        // The same forecast read at p95 (0.78) still stays under the level.
+        assert_eq!(decide_at(0.95).plan.decisions[0].action, Action::None);
+
+        let r = decide_at(0.99);
+        let d = &r.plan.decisions[0];
+        // p99 peak 0.9 over the level 0.8: ceil(3 × 0.9 / 0.8) = 4, two hours before the crossing.
+        assert_eq!(d.action, Action::ScaleTo { replicas: 4 }, "{d:?}");
+        assert!(d.reason.starts_with("p99 of k8s/shop/deployment/web:cpu"), "{}", d.reason);
+        let e = d.evidence.as_ref().unwrap();
+        assert_eq!((e.quantile, e.peak, e.crosses_at_ms), (Some(0.99), 0.9, Some(now + 8 * STEP)));
+
+        // A level forecasts do not carry is refused at load, naming the levels they do.
+        cfg.targets[0].quantile = 0.7;
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "targets[0].quantile");
+        assert_eq!(problems[0].why, "forecasts have quantiles 0.1, 0.5, 0.9, 0.95 and 0.99 only");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Decision replay: the cycle's decide step run over recorded metrics with a
-//! simulated clock and a recording actuator, once per policy (predictive with
-//! each model's forecasts, and the reactive baseline), scored against what
-//! actually happened.
+//! simulated clock and a recording actuator, once per [`Policy`] (the reactive
+//! baseline, predictive with each model's forecasts, and predictive with every
+//! target acting on another quantile), scored against what actually happened.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +17,8 @@ use crate::error::Result;
 /// How one policy did over the whole replay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyScore {
-    /// `reactive`, or the model whose forecasts drove the predictive policy.
+    /// The policy's name: `reactive`, the model whose forecasts drove the
+    /// predictive policy, or `model@quantile` ([`Policy::at_quantile`]).
     pub policy: String,
     /// Targets replayed.
     pub targets: usize,
@@ -79,7 +80,7 @@ pub struct Timeline {
 /// A decision taken during the replay, with the policy that took it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replayed {
-    /// The policy (`reactive` or a model name).
+    /// The policy's name (`reactive`, a model, or `model@quantile`).
     pub policy: String,
     /// The decision, as the audit log would have it.
     pub decision: Decision,
@@ -96,6 +97,59 @@ pub struct ReplayReport {
     pub timelines: Vec<Timeline>,
 }
 
+impl ReplayReport {
+    /// Adds the policies of `other`, a replay of the same targets under other
+    /// policies: its scores and decisions after these, and each target's
+    /// replica timelines beside this report's.
+    pub fn merge(&mut self, other: ReplayReport) {
+        self.policies.extend(other.policies);
+        self.decisions.extend(other.decisions);
+        for tl in other.timelines {
+            match self.timelines.iter_mut().find(|t| t.target == tl.target) {
+                Some(t) => t.replicas.extend(tl.replicas),
+                None => self.timelines.push(tl),
+            }
+        }
+    }
+}
+
+/// One policy a replay runs: the configured one, reactive (no forecasts) or
+/// predictive on one model's forecasts, optionally with every target acting on
+/// another forecast quantile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Its name in the scores, decisions and timelines.
+    pub name: String,
+    /// The model whose forecasts drive it; `None`: the reactive baseline.
+    pub model: Option<String>,
+    /// The quantile every target acts on instead of its configured one; `None`: as configured.
+    pub quantile: Option<f64>,
+}
+
+impl Policy {
+    /// The reactive baseline ([`REACTIVE`]): no forecasts, so only the policy's reactive rule acts.
+    pub fn reactive() -> Self {
+        Self { name: REACTIVE.into(), model: None, quantile: None }
+    }
+
+    /// Predictive on `model`'s forecasts, as configured; named after the model.
+    pub fn predictive(model: &str) -> Self {
+        Self { name: model.into(), model: Some(model.into()), quantile: None }
+    }
+
+    /// Predictive on `model`'s forecasts with every target acting on `quantile`
+    /// (one of the forecasts' quantiles); named `model@quantile` (`lstm@0.95`).
+    pub fn at_quantile(model: &str, quantile: f64) -> Self {
+        Self { name: format!("{model}@{quantile}"), model: Some(model.into()), quantile: Some(quantile) }
+    }
+
+    /// The policy a name of [`Policy::at_quantile`] varies (`lstm` for
+    /// `lstm@0.95`); any other name as it is.
+    pub fn varied(name: &str) -> &str {
+        name.split_once('@').map_or(name, |(model, _)| model)
+    }
+}
+
 /// What a replay runs over.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayInput<'a> {
@@ -105,8 +159,9 @@ pub struct ReplayInput<'a> {
     pub config: &'a Config,
     /// Every model's forecasts (as the backtest made them, at its origins).
     pub forecasts: &'a [Forecast],
-    /// The models whose forecasts drive a predictive policy each.
-    pub models: &'a [String],
+    /// The policies to replay, in order (the backtest's: [`Policy::reactive`]
+    /// first, then one [`Policy::predictive`] per model).
+    pub policies: &'a [Policy],
     /// First decision time per series (e.g. its first evaluation origin); series not listed are not replayed.
     pub start_ms: &'a BTreeMap<SeriesKey, i64>,
     /// Time between decide steps of the simulated clock.
@@ -124,13 +179,12 @@ pub const REACTIVE: &str = "reactive";
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Replays every target of `input.config` under the reactive baseline and
-/// one predictive policy per model, scoring each against what happened.
-/// `progress` is called once per (policy, target) replayed.
+/// Replays every target of `input.config` under each of `input.policies`,
+/// scoring each against what happened. `progress` is called once per
+/// (policy, target) replayed, with the policy's name.
 pub fn replay(input: &ReplayInput<'_>, progress: &(dyn Fn(&str, &str) + Sync)) -> Result<ReplayReport> {
     let grid: BTreeMap<&SeriesKey, &ResampledSeries> = input.world.grid.iter().map(|s| (&s.key, s)).collect();
     let mut report = ReplayReport::default();
-    let policies: Vec<&str> = std::iter::once(REACTIVE).chain(input.models.iter().map(String::as_str)).collect();
     let mut timelines: BTreeMap<String, Timeline> = BTreeMap::new();
     // The targets to replay, with their series, level and starting replicas.
     let jobs: Vec<(&Target, &ResampledSeries, i64, f64, u32)> = input
@@ -146,7 +200,7 @@ pub fn replay(input: &ReplayInput<'_>, progress: &(dyn Fn(&str, &str) + Sync)) -
         })
         .collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for policy in &policies {
+    for policy in input.policies {
         // Targets are independent (each on its own clock): one chunk per core.
         let chunk = jobs.len().div_ceil(threads).max(1);
         let runs: Vec<Result<Vec<Run>>> = std::thread::scope(|scope| {
@@ -156,19 +210,16 @@ pub fn replay(input: &ReplayInput<'_>, progress: &(dyn Fn(&str, &str) + Sync)) -
                     scope.spawn(move || {
                         part.iter()
                             .map(|(t, s, start, _, r0)| {
-                                progress(policy, &t.name);
-                                let book = if *policy == REACTIVE {
-                                    ForecastBook::default()
-                                } else {
-                                    ForecastBook::new(
-                                        input
-                                            .forecasts
-                                            .iter()
-                                            .filter(|f| f.model == *policy && f.key == s.key)
-                                            .cloned(),
-                                    )
+                                progress(&policy.name, &t.name);
+                                let book = match &policy.model {
+                                    None => ForecastBook::default(),
+                                    Some(model) => ForecastBook::new(
+                                        input.forecasts.iter().filter(|f| f.model == *model && f.key == s.key).cloned(),
+                                    ),
                                 };
-                                replay_target(input, t, s, &book, *start, *r0)
+                                let mut t = (*t).clone();
+                                t.quantile = policy.quantile.unwrap_or(t.quantile);
+                                replay_target(input, &t, s, &book, *start, *r0)
                             })
                             .collect()
                     })
@@ -182,12 +233,12 @@ pub fn replay(input: &ReplayInput<'_>, progress: &(dyn Fn(&str, &str) + Sync)) -
         {
             let tl = timelines.entry(t.name.clone()).or_insert_with(|| timeline(t, s, *start, *level, *r0));
             score.add(tl, &run, input.horizon_ms);
-            tl.replicas.push((policy.to_string(), run.steps));
+            tl.replicas.push((policy.name.clone(), run.steps));
             report
                 .decisions
-                .extend(run.decisions.into_iter().map(|decision| Replayed { policy: policy.to_string(), decision }));
+                .extend(run.decisions.into_iter().map(|decision| Replayed { policy: policy.name.clone(), decision }));
         }
-        report.policies.push(score.finish(policy));
+        report.policies.push(score.finish(&policy.name));
     }
     report.timelines = timelines.into_values().collect();
     Ok(report)
@@ -429,12 +480,12 @@ mod tests {
         let f = forecasts(&grid[0], daily.as_ref());
         let start = BTreeMap::from([(grid[0].key.clone(), T0 + 7 * DAY)]);
         let none = BTreeMap::new();
-        let models = vec!["snaive-daily".to_string()];
+        let policies = [Policy::reactive(), Policy::predictive("snaive-daily")];
         let input = ReplayInput {
             world: World { grid: &grid, raw: &raw, limits: &limits, replicas: &none },
             config: &cfg,
             forecasts: &f,
-            models: &models,
+            policies: &policies,
             start_ms: &start,
             every_ms: 3_600_000,
             horizon_ms: 2 * DAY,
@@ -466,6 +517,51 @@ mod tests {
                 assert!((1..=20).contains(&replicas), "{r:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_policy_at_another_quantile_reads_that_path_and_merges_beside_the_others() {
+        let (grid, raw, limits, cfg) = world_parts();
+        let daily = baseline("snaive-daily").unwrap();
+        let f = forecasts(&grid[0], daily.as_ref());
+        let start = BTreeMap::from([(grid[0].key.clone(), T0 + 7 * DAY)]);
+        let none = BTreeMap::new();
+        let run = |policies: &[Policy]| {
+            let input = ReplayInput {
+                world: World { grid: &grid, raw: &raw, limits: &limits, replicas: &none },
+                config: &cfg,
+                forecasts: &f,
+                policies,
+                start_ms: &start,
+                every_ms: 3_600_000,
+                horizon_ms: 2 * DAY,
+                interrupt: &Interrupt::default(),
+            };
+            replay(&input, &|_, _| {}).unwrap()
+        };
+        let mut report = run(&[Policy::reactive(), Policy::predictive("snaive-daily")]);
+        report.merge(run(&[Policy::at_quantile("snaive-daily", 0.99)]));
+        let names: Vec<&str> = report.policies.iter().map(|p| p.policy.as_str()).collect();
+        assert_eq!(names, [REACTIVE, "snaive-daily", "snaive-daily@0.99"]);
+        let varied: Vec<&str> = names.iter().map(|n| Policy::varied(n)).collect();
+        assert_eq!(varied, [REACTIVE, "snaive-daily", "snaive-daily"]);
+        let tl = &report.timelines[0];
+        assert_eq!(tl.replicas.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), names);
+        // Its decisions read p99, the configured policy's p90.
+        let quantiles = |policy: &str| -> Vec<Option<f64>> {
+            report
+                .decisions
+                .iter()
+                .filter(|r| r.policy == policy && matches!(r.decision.action, Action::ScaleTo { .. }))
+                .filter_map(|r| r.decision.evidence.as_ref().map(|e| e.quantile))
+                .collect()
+        };
+        assert!(!quantiles("snaive-daily@0.99").is_empty() && !quantiles("snaive-daily").is_empty());
+        assert!(quantiles("snaive-daily@0.99").iter().all(|q| *q == Some(0.99)));
+        assert!(quantiles("snaive-daily").iter().all(|q| *q == Some(0.9)));
+        // p99 lies above p90: at least as many events caught, for more slack.
+        let (p90, p99) = (&report.policies[1], &report.policies[2]);
+        assert!(p99.caught >= p90.caught && p99.slack_replica_hours > p90.slack_replica_hours, "{p90:?} {p99:?}");
     }
 
     #[test]

@@ -381,7 +381,8 @@ mod tests {
 
     impl Fitted for LastFitted {
         fn predict(&self, horizon: usize) -> Result<Quantiles> {
-            Ok(Quantiles::new(vec![self.0 - 1.0; horizon], vec![self.0; horizon], vec![self.0 + 1.0; horizon])?)
+            let at = |d: f64| vec![self.0 + d; horizon];
+            Ok(Quantiles::new(at(-1.0), at(0.0), at(1.0), at(1.5), at(2.0))?)
         }
     }
 
@@ -422,6 +423,7 @@ mod tests {
         assert_eq!(score.mean_mae, 0.0);
         assert_eq!(score.coverage, 1.0);
         assert_eq!((score.sat_p90.tp, score.sat_p90.fp, score.sat_p90.fn_), (6, 0, 0));
+        assert_eq!((score.sat_p99.tp, score.sat_p99.fp, score.sat_p99.fn_), (6, 0, 0));
         assert_eq!(e.groups.keys().collect::<Vec<_>>(), ["asd", "nab"]);
         assert!(e.fallbacks.is_empty());
         // One row per model and series, in the order of the series.

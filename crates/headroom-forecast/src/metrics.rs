@@ -2,9 +2,9 @@
 //! MASE scaled by the in-sample seasonal-naive error of all history before the
 //! origin, sMAPE on p50, p10–p90 coverage, pinball loss, and saturation
 //! precision/recall (an event is the actuals' max over the horizon above the
-//! series' threshold; a forecast flags it when its own max is above); and
-//! calibration (per model, the share of actuals at or below each quantile,
-//! against the quantile's nominal level).
+//! series' threshold; a forecast flags it when its own max is above: of p50,
+//! p90, and the risk tails p95 and p99); and calibration (per model, the share
+//! of actuals at or below each quantile, against the quantile's nominal level).
 
 use std::collections::HashMap;
 
@@ -87,7 +87,7 @@ pub struct PairScore {
     pub mase: f64,
     /// sMAPE of p50, percent.
     pub smape: f64,
-    /// Mean pinball loss over the three quantiles and every step.
+    /// Mean pinball loss over p10, p50 and p90 and every step.
     pub pinball: f64,
     /// Steps whose actual lies within [p10, p90].
     pub covered: usize,
@@ -99,6 +99,12 @@ pub struct PairScore {
     pub flag_p50: bool,
     /// Whether p90's max crossed it.
     pub flag_p90: bool,
+    /// Whether p95's max crossed it (false in scores written before the tails).
+    #[serde(default)]
+    pub flag_p95: bool,
+    /// Whether p99's max crossed it (false in scores written before the tails).
+    #[serde(default)]
+    pub flag_p99: bool,
 }
 
 /// Scores one forecast: `actual` are the bins it covers, `history` every bin
@@ -118,10 +124,8 @@ pub fn score_pair(q: &Quantiles, actual: &[f64], history: &[f64], season: usize,
         covered += usize::from(p10[i] <= actual[i] && actual[i] <= p90[i]);
     }
     let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (event, flag_p50, flag_p90) = match threshold {
-        Some(t) => (Some(max(actual) > t), max(p50) > t, max(p90) > t),
-        None => (None, false, false),
-    };
+    let flag = |path: &[f64]| threshold.is_some_and(|t| max(&path[..n]) > t);
+    let event = threshold.map(|t| max(actual) > t);
     PairScore {
         mae,
         mase,
@@ -130,8 +134,10 @@ pub fn score_pair(q: &Quantiles, actual: &[f64], history: &[f64], season: usize,
         covered,
         steps: n,
         event,
-        flag_p50,
-        flag_p90,
+        flag_p50: flag(p50),
+        flag_p90: flag(p90),
+        flag_p95: flag(&q.p95),
+        flag_p99: flag(&q.p99),
     }
 }
 
@@ -229,12 +235,22 @@ pub struct ModelScore {
     pub median_mase: f64,
     /// Share of actuals inside [p10, p90], pooled.
     pub coverage: f64,
+    /// Share of series whose own p10–p90 coverage lies within
+    /// [`SERIES_COVERAGE_BAND`]: calibrated per series, not only pooled.
+    #[serde(default)]
+    pub series_covered: f64,
     /// Mean pinball loss, pooled over pairs.
     pub pinball: f64,
     /// Saturation flags from p50.
     pub sat_p50: Confusion,
     /// Saturation flags from p90.
     pub sat_p90: Confusion,
+    /// Saturation flags from p95 (empty in scores written before the tails).
+    #[serde(default)]
+    pub sat_p95: Confusion,
+    /// Saturation flags from p99 (empty in scores written before the tails).
+    #[serde(default)]
+    pub sat_p99: Confusion,
 }
 
 impl ModelScore {
@@ -243,9 +259,12 @@ impl ModelScore {
         let (mut mase, mut smapes, mut maes) = (Vec::new(), Vec::new(), Vec::new());
         let (mut covered, mut steps, mut pin, mut pairs) = (0usize, 0usize, 0.0, 0usize);
         let (mut sat_p50, mut sat_p90) = (Confusion::default(), Confusion::default());
-        let mut series = 0;
+        let (mut sat_p95, mut sat_p99) = (Confusion::default(), Confusion::default());
+        let (mut series, mut in_band) = (0, 0usize);
         for pairs_of in per_series.iter().filter(|p| !p.is_empty()) {
             series += 1;
+            let (c, n) = pairs_of.iter().fold((0, 0), |(c, n), p| (c + p.covered, n + p.steps));
+            in_band += usize::from(n > 0 && SERIES_COVERAGE_BAND.contains(&(c as f64 / n as f64)));
             let m = SeriesMeans::of(pairs_of);
             if m.mase.is_finite() {
                 mase.push(m.mase);
@@ -260,6 +279,8 @@ impl ModelScore {
                 if let Some(event) = p.event {
                     sat_p50.add(p.flag_p50, event);
                     sat_p90.add(p.flag_p90, event);
+                    sat_p95.add(p.flag_p95, event);
+                    sat_p99.add(p.flag_p99, event);
                 }
             }
         }
@@ -281,32 +302,39 @@ impl ModelScore {
             mean_mase: mean(&mase),
             median_mase: median,
             coverage: if steps == 0 { f64::NAN } else { covered as f64 / steps as f64 },
+            series_covered: if series == 0 { f64::NAN } else { in_band as f64 / series as f64 },
             pinball: if pairs == 0 { f64::NAN } else { pin / pairs as f64 },
             sat_p50,
             sat_p90,
+            sat_p95,
+            sat_p99,
         }
     }
 }
 
-/// One model's calibration: how many actuals fell at or below its p10, p50
-/// and p90, out of how many compared.
+/// The p10–p90 coverage a series' own forecasts should have (nominal 0.8):
+/// [`ModelScore::series_covered`] counts the series inside it.
+pub const SERIES_COVERAGE_BAND: std::ops::RangeInclusive<f64> = 0.7..=0.9;
+
+/// One model's calibration: how many actuals fell at or below each of its
+/// quantiles (p10, p50, p90, p95, p99), out of how many compared.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calibration {
     /// The model's name.
     pub model: String,
-    /// Actuals at or below p10, p50 and p90.
-    pub below: [usize; 3],
+    /// Actuals at or below p10, p50, p90, p95 and p99.
+    pub below: [usize; QUANTILES.len()],
     /// Actuals compared (bins with a forecast and a finite actual).
     pub total: usize,
 }
 
 impl Calibration {
-    /// The nominal level of each quantile ([`QUANTILES`]: 0.1, 0.5, 0.9).
-    pub const NOMINAL: [f64; 3] = QUANTILES;
+    /// The nominal level of each quantile ([`QUANTILES`]: 0.1, 0.5, 0.9, 0.95, 0.99).
+    pub const NOMINAL: [f64; QUANTILES.len()] = QUANTILES;
 
     /// The observed level of each quantile: the share of actuals at or below
     /// it (NaN when nothing was compared). A calibrated model's equal [`Self::NOMINAL`].
-    pub fn observed(&self) -> [f64; 3] {
+    pub fn observed(&self) -> [f64; QUANTILES.len()] {
         self.below.map(|b| if self.total == 0 { f64::NAN } else { b as f64 / self.total as f64 })
     }
 }
@@ -337,8 +365,8 @@ pub fn calibration(series: &[ResampledSeries], forecasts: &[Forecast]) -> Vec<Ca
                 continue;
             }
             c.total += 1;
-            for (j, q) in [f.q.p10[k], f.q.p50[k], f.q.p90[k]].into_iter().enumerate() {
-                c.below[j] += usize::from(a <= q);
+            for (j, (_, path)) in f.q.paths().into_iter().enumerate() {
+                c.below[j] += usize::from(a <= path[k]);
             }
         }
     }
@@ -361,13 +389,20 @@ mod tests {
     fn pair_score_by_hand() {
         // History with season 2: |3-1| + |4-2| + |5-3| = 6 over 3 → scale 2.
         let history = [1.0, 2.0, 3.0, 4.0, 5.0];
-        let q = Quantiles::new(vec![0.0, 0.0], vec![2.0, 4.0], vec![3.0, 5.0]).unwrap();
+        let q = Quantiles::new(vec![0.0, 0.0], vec![2.0, 4.0], vec![3.0, 5.0], vec![3.0, 5.5], vec![3.0, 6.0]).unwrap();
         let s = score_pair(&q, &[3.0, 6.0], &history, 2, Some(5.5));
         assert_eq!(s.mae, 1.5); // |2-3| and |4-6|
         assert_eq!(s.mase, 0.75);
         assert!((s.smape - (200.0 / 5.0 + 400.0 / 10.0) / 2.0).abs() < 1e-12);
         assert_eq!((s.covered, s.steps), (1, 2));
         assert_eq!((s.event, s.flag_p50, s.flag_p90), (Some(true), false, false));
+        // p95 reaches 5.5, not above it; p99's 6.0 is above: only the 99th percentile flags the event.
+        assert_eq!((s.flag_p95, s.flag_p99), (false, true));
+        let none = score_pair(&q, &[3.0, 6.0], &history, 2, None);
+        assert_eq!(
+            (none.event, none.flag_p50, none.flag_p90, none.flag_p95, none.flag_p99),
+            (None, false, false, false, false)
+        );
         let expected_pin = (pinball(0.1, 0.0, 3.0)
             + pinball(0.5, 2.0, 3.0)
             + pinball(0.9, 3.0, 3.0)
@@ -390,6 +425,9 @@ mod tests {
             event: Some(event),
             flag_p50: flag,
             flag_p90: flag,
+            flag_p95: flag,
+            // p99 flags every pair.
+            flag_p99: true,
         };
         let s = ModelScore::from_pairs(
             "m",
@@ -399,8 +437,11 @@ mod tests {
         assert_eq!(s.mean_mase, 1.5); // (2 + 1) / 2
         assert_eq!(s.median_mase, 1.5);
         assert_eq!(s.coverage, 0.8);
+        assert_eq!(s.series_covered, 1.0, "both series cover 8 of 10 steps");
         assert_eq!(s.sat_p90, Confusion { tp: 1, fp: 1, fn_: 1 });
         assert_eq!((s.sat_p90.precision(), s.sat_p90.recall()), (0.5, 0.5));
+        assert_eq!(s.sat_p95, s.sat_p90);
+        assert_eq!(s.sat_p99, Confusion { tp: 2, fp: 1, fn_: 0 });
     }
 
     #[test]
@@ -415,6 +456,8 @@ mod tests {
             event: None,
             flag_p50: false,
             flag_p90: false,
+            flag_p95: false,
+            flag_p99: false,
         };
         let key = SeriesKey::new("nab/a", "cpu").unwrap();
         let s = SeriesScore::from_pairs(
@@ -437,6 +480,7 @@ mod tests {
             &[vec![pair(1.0, 0.5, 0.2, 4), pair(3.0, f64::NAN, 0.4, 1), pair(2.0, 1.5, 0.3, 1)]],
         );
         assert_eq!((m.mean_mae, m.mean_smape, m.mean_mase), (s.mae, s.smape, s.mase));
+        assert_eq!(m.series_covered, 0.0, "a series covering half its steps is outside 0.70–0.90");
         let none = SeriesScore::from_pairs("m", "nab", &key, &[pair(1.0, f64::NAN, 0.0, 0)]);
         assert!(none.mase.is_nan());
     }
@@ -465,6 +509,8 @@ mod tests {
                 p50.iter().map(|v| v - 1.0).collect(),
                 p50.clone(),
                 p50.iter().map(|v| v + 1.0).collect(),
+                p50.iter().map(|v| v + 1.5).collect(),
+                p50.iter().map(|v| v + 2.0).collect(),
             )
             .unwrap(),
         };
@@ -478,12 +524,13 @@ mod tests {
         ];
         let cal = calibration(&[series], &forecasts);
         assert_eq!(cal.iter().map(|c| c.model.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        // a: actual 4 vs (3, 4, 5); 6 vs (4, 5, 6); 7 vs (6.5, 7.5, 8.5); 2 vs (1.5, 2.5, 3.5).
-        assert_eq!((cal[0].below, cal[0].total), ([0, 3, 4], 4));
-        assert_eq!(cal[0].observed(), [0.0, 0.75, 1.0]);
-        // b: 6 and 7 against (-1, 0, 1): above every quantile.
-        assert_eq!((cal[1].below, cal[1].total), ([0, 0, 0], 2));
-        assert_eq!(Calibration::NOMINAL, [0.1, 0.5, 0.9]);
+        // a: actual 4 vs (3, 4, 5, 5.5, 6); 6 vs (4, 5, 6, 6.5, 7); 7 vs (6.5, 7.5, 8.5, 9, 9.5);
+        // 2 vs (1.5, 2.5, 3.5, 4, 4.5).
+        assert_eq!((cal[0].below, cal[0].total), ([0, 3, 4, 4, 4], 4));
+        assert_eq!(cal[0].observed(), [0.0, 0.75, 1.0, 1.0, 1.0]);
+        // b: 6 and 7 against (-1, 0, 1, 1.5, 2): above every quantile.
+        assert_eq!((cal[1].below, cal[1].total), ([0, 0, 0, 0, 0], 2));
+        assert_eq!(Calibration::NOMINAL, [0.1, 0.5, 0.9, 0.95, 0.99]);
         assert!(Calibration::default().observed().iter().all(|v| v.is_nan()));
     }
 }

@@ -75,14 +75,17 @@ impl ModelCard {
             model: crate::forecaster::NAME.into(),
             architecture: format!(
                 "{} LSTM layer(s) of {} units over {} patches of {} bins; MLP head ({} units, GELU) on the last \
-                 state + context -> {} steps x 3 quantiles; median = {:?} base + residual, p10/p90 = median -/+ softplus{}",
+                 state + context -> {} steps x 3 quantiles{}; median = {:?} base + residual, p10/p90 = median -/+ softplus; \
+                 p95/p99 = median + calibrated multiples of the p90 spread{}{}",
                 cfg.layers,
                 cfg.hidden,
                 cfg.patches(),
                 cfg.patch,
                 cfg.head_hidden,
                 cfg.horizon,
+                if cfg.peak_head { " + the median of the horizon's peak" } else { "" },
                 cfg.base,
+                if cfg.peak_head { "; the p90 path held to the peak" } else { "" },
                 if cfg.snap_to_window {
                     "; each quantile rounded to the nearest value of the input window"
                 } else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use headroom_core::{Forecast, Quantiles};
-use headroom_forecast::{Fitted, Forecaster, History};
+use headroom_forecast::{Fitted, Forecaster, History, online};
 use serde::{Deserialize, Serialize};
 
 use crate::card::ModelCard;
@@ -23,18 +23,36 @@ pub const NAME: &str = "lstm";
 const CHUNK: usize = 1024;
 
 /// Multipliers of the p10 and p90 spreads around the median, fitted on the
-/// validation split so that each side misses its nominal share.
+/// validation split so that each side misses its nominal share; and the
+/// upper tail: p95 and p99 as multiples of the (calibrated) p90 spread above
+/// the median, fitted on the same split so that 5 % and 1 % lie above them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// Multiplier of `p50 − p10`.
     pub lo: f64,
     /// Multiplier of `p90 − p50`.
     pub hi: f64,
+    /// `p95 − p50` as a multiple of the calibrated `p90 − p50`. A card
+    /// without it (trained before the tail) gets the normal distribution's
+    /// ratio, z(0.95)/z(0.9) = 1.2835.
+    #[serde(default = "normal_p95")]
+    pub p95: f64,
+    /// `p99 − p50` as a multiple of the calibrated `p90 − p50` (normal: z(0.99)/z(0.9) = 1.8153).
+    #[serde(default = "normal_p99")]
+    pub p99: f64,
+}
+
+fn normal_p95() -> f64 {
+    1.2835
+}
+
+fn normal_p99() -> f64 {
+    1.8153
 }
 
 impl Default for Calibration {
     fn default() -> Self {
-        Self { lo: 1.0, hi: 1.0 }
+        Self { lo: 1.0, hi: 1.0, p95: normal_p95(), p99: normal_p99() }
     }
 }
 
@@ -92,6 +110,33 @@ impl LstmModel {
         &self.cfg
     }
 
+    /// Forecasts from now on with `cfg`'s inference-only settings (envelope,
+    /// snapping, calibration on or off); refused, naming the first field that
+    /// differs, when `cfg` would train other weights. The calibration is left
+    /// as it is: refit it with [`crate::train::recalibrate`].
+    pub fn follow(&mut self, cfg: &LstmConfig) -> Result<()> {
+        if !self.cfg.trains_like(cfg) {
+            // A config is plain numbers, flags and names: it always has a JSON form.
+            let (ours, theirs) = (serde_json::to_value(&self.cfg).ok(), serde_json::to_value(cfg).ok());
+            let field = ours
+                .as_ref()
+                .and_then(|o| o.as_object())
+                .and_then(|o| {
+                    o.iter().find(|(k, v)| theirs.as_ref().and_then(|t| t.get(k.as_str())) != Some(v)).map(|(k, _)| k)
+                })
+                .cloned()
+                .unwrap_or_default();
+            return Err(crate::Error::Config {
+                field: "config",
+                value: field,
+                why: "differs from the config the weights were trained with (only envelope, snap_to_window, calibrate and online_* may)".into(),
+            });
+        }
+        self.cfg = self.cfg.with_inference_of(cfg);
+        self.card.config = self.cfg.clone();
+        Ok(())
+    }
+
     /// Fewest bins of history [`LstmModel::forecast`] accepts; route shorter
     /// series to a baseline before calling it.
     pub fn min_history(&self) -> usize {
@@ -126,15 +171,21 @@ impl LstmModel {
         }
     }
 
-    /// Raw (uncalibrated) quantiles in scaled units, `(rows, 3, horizon)` flattened.
-    pub(crate) fn raw(&self, inp: &Inputs) -> Result<Vec<f32>> {
+    /// Raw (uncalibrated) quantiles in scaled units, `(rows, 3, horizon)`
+    /// flattened, and the peak head's peak per row (empty without a peak head).
+    pub(crate) fn raw(&self, inp: &Inputs) -> Result<(Vec<f32>, Vec<f32>)> {
         let mut out = Vec::with_capacity(inp.rows() * 3 * self.cfg.horizon);
+        let mut peaks = Vec::new();
         for from in (0..inp.rows()).step_by(CHUNK) {
             let part = Self::slice(inp, &self.cfg, from, (from + CHUNK).min(inp.rows()));
             let (seq, ctx, base, _) = self.tensors(&part)?;
-            out.extend(self.net.forward(&seq, &ctx, &base)?.flatten_all()?.to_vec1::<f32>()?);
+            let o = self.net.forward(&seq, &ctx, &base)?;
+            out.extend(o.paths.flatten_all()?.to_vec1::<f32>()?);
+            if let Some(peak) = o.peak {
+                peaks.extend(peak.to_vec1::<f32>()?);
+            }
         }
-        Ok(out)
+        Ok((out, peaks))
     }
 
     /// Mean validation pinball loss (scaled units).
@@ -155,7 +206,7 @@ impl LstmModel {
     /// the p10–p90 coverage before and after.
     pub(crate) fn calibrate(&self, inp: &Inputs) -> Result<(Calibration, (f64, f64))> {
         let h = self.cfg.horizon;
-        let raw = self.raw(inp)?;
+        let (raw, _) = self.raw(inp)?;
         let get = |r: usize, k: usize| {
             (raw[(r * 3) * h + k] as f64, raw[(r * 3 + 1) * h + k] as f64, raw[(r * 3 + 2) * h + k] as f64)
         };
@@ -169,7 +220,11 @@ impl LstmModel {
         }
         // Share of targets below the upper (above the lower) bound for a spread multiplier m.
         let share = |m: f64, upper: bool| -> f64 {
-            let c = if upper { Calibration { lo: 1.0, hi: m } } else { Calibration { lo: m, hi: 1.0 } };
+            let c = if upper {
+                Calibration { hi: m, ..Calibration::default() }
+            } else {
+                Calibration { lo: m, ..Calibration::default() }
+            };
             let mut ok = 0usize;
             for r in 0..inp.rows() {
                 for k in 0..h {
@@ -195,7 +250,31 @@ impl LstmModel {
             // loaded model forecasts bit for bit what the trained one did.
             (b * 1e4).round() / 1e4
         };
-        let c = Calibration { lo: fit(1.0 - self.cfg.quantiles[0], false), hi: fit(self.cfg.quantiles[2], true) };
+        let (lo, hi) = (fit(1.0 - self.cfg.quantiles[0], false), fit(self.cfg.quantiles[2], true));
+        // The tail: the smallest multiple t of the calibrated upper spread
+        // with a share `level` of the targets at or below median + t·spread.
+        let tail = |level: f64| -> f64 {
+            let mut ratios: Vec<f64> = Vec::with_capacity(inp.rows() * h);
+            for r in 0..inp.rows() {
+                for k in 0..h {
+                    let (_, mid, _) = get(r, k);
+                    let (_, upper) =
+                        bounds(get(r, k), Calibration { lo, hi, ..Calibration::default() }, inp.envelope[r]);
+                    let y = inp.target[r * h + k] as f64;
+                    if upper - mid > 1e-9 {
+                        ratios.push((y - mid) / (upper - mid));
+                    }
+                }
+            }
+            if ratios.is_empty() {
+                return 1.0;
+            }
+            ratios.sort_by(f64::total_cmp);
+            let n = ratios.len();
+            let t = ratios[((level * n as f64).ceil() as usize).clamp(1, n) - 1].max(1.0);
+            (t * 1e4).round() / 1e4
+        };
+        let c = Calibration { lo, hi, p95: tail(0.95), p99: tail(0.99) };
         let mut inside_after = 0usize;
         for r in 0..inp.rows() {
             for k in 0..h {
@@ -239,41 +318,89 @@ impl LstmModel {
             windows.push(w);
             inp.push(&self.cfg, w, hist.origin_ms(), None);
         }
-        let raw = self.raw(&inp).map_err(model_err)?;
+        // Online calibration: each history's hindcast from one horizon
+        // earlier, as more rows of the same batch (row `histories.len() + j`).
         let h = self.cfg.horizon;
-        let c = self.calibration;
+        let mut hindcasts: Vec<Option<(usize, &[f64])>> = vec![None; histories.len()];
+        if self.cfg.online_calibration {
+            let mut row = histories.len();
+            for (r, hist) in histories.iter().enumerate() {
+                let Some(end) = hist.values.len().checked_sub(h).filter(|e| *e >= self.cfg.min_history) else {
+                    continue;
+                };
+                let w = &hist.values[end - end.min(self.cfg.window)..end];
+                if w.iter().any(|v| v.is_nan()) {
+                    continue;
+                }
+                if constant[r].is_some() || w.iter().all(|v| *v == w[0]) {
+                    continue;
+                }
+                inp.push(&self.cfg, w, hist.origin_ms() - h as i64 * hist.step_ms, None);
+                hindcasts[r] = Some((row, w));
+                row += 1;
+            }
+        }
+        let (raw, peaks) = self.raw(&inp).map_err(model_err)?;
+        let online_cfg = online::OnlineCalibration {
+            buckets: self.cfg.online_buckets,
+            prior: self.cfg.online_prior,
+            ..online::OnlineCalibration::default()
+        };
+        // One row's quantiles in real units, before snapping.
+        let row = |r: usize, non_negative: bool| -> headroom_forecast::Result<Quantiles> {
+            let s = inp.scaling[r];
+            let c = self.calibration;
+            let mid: Vec<f64> = (0..h).map(|k| raw[(r * 3 + 1) * h + k] as f64).collect();
+            let (lo, mut hi): (Vec<f64>, Vec<f64>) = (0..h)
+                .map(|k| {
+                    bounds((raw[(r * 3) * h + k] as f64, mid[k], raw[(r * 3 + 2) * h + k] as f64), c, inp.envelope[r])
+                })
+                .unzip();
+            if let Some(&peak) = peaks.get(r) {
+                hold_to_peak(&mut hi, &mid, peak as f64);
+            }
+            let mut paths: [Vec<f64>; 5] = std::array::from_fn(|_| Vec::with_capacity(h));
+            for k in 0..h {
+                let (lo, mid, hi) = (lo[k], mid[k], hi[k]);
+                let (p95, p99) = (mid + c.p95 * (hi - mid), mid + c.p99 * (hi - mid));
+                let mut q = [s.invert(lo), s.invert(mid), s.invert(hi), s.invert(p95), s.invert(p99)];
+                if non_negative {
+                    q = q.map(|v| v.max(0.0));
+                }
+                for (path, v) in paths.iter_mut().zip(q) {
+                    path.push(v);
+                }
+            }
+            let [p10, p50, p90, p95, p99] = paths;
+            Ok(Quantiles::new(p10, p50, p90, p95, p99)?)
+        };
+        let snapped = |mut q: Quantiles, window: &[f64]| {
+            if self.cfg.snap_to_window {
+                q.snap_to(window);
+            }
+            q
+        };
         histories
             .iter()
             .enumerate()
             .map(|(r, hist)| {
-                if let Some(v) = constant[r] {
-                    return Ok(Forecast {
-                        key: hist.key.clone(),
-                        model: NAME.into(),
-                        origin_ms: hist.origin_ms(),
-                        step_ms: hist.step_ms,
-                        q: Quantiles::point(vec![v; horizon])?,
-                    });
-                }
-                let s = inp.scaling[r];
-                let (mut p10, mut p50, mut p90) =
-                    (Vec::with_capacity(horizon), Vec::with_capacity(horizon), Vec::with_capacity(horizon));
-                for k in 0..horizon {
-                    let (lo, mid, hi) =
-                        (raw[(r * 3) * h + k] as f64, raw[(r * 3 + 1) * h + k] as f64, raw[(r * 3 + 2) * h + k] as f64);
-                    let (lo, hi) = bounds((lo, mid, hi), c, inp.envelope[r]);
-                    let mut q = [s.invert(lo), s.invert(mid), s.invert(hi)];
-                    if hist.key.unit().is_non_negative() {
-                        q = q.map(|v| v.max(0.0));
+                let q = match constant[r] {
+                    Some(v) => Quantiles::point(vec![v; horizon])?,
+                    None => {
+                        let non_negative = hist.key.unit().is_non_negative();
+                        let mut q = row(r, non_negative)?;
+                        if let Some((hr, w)) = hindcasts[r] {
+                            // What the model delivered then, against what happened since.
+                            let past = snapped(row(hr, non_negative)?, w);
+                            let realized = &hist.values[hist.values.len() - h..];
+                            q = online::apply(&q, &online::factors(&past, realized, &online_cfg), h)?;
+                            if non_negative {
+                                q = q.map(|v| v.max(0.0))?;
+                            }
+                        }
+                        snapped(q, windows[r]).truncated(horizon)?
                     }
-                    p10.push(q[0]);
-                    p50.push(q[1]);
-                    p90.push(q[2]);
-                }
-                let mut q = Quantiles::new(p10, p50, p90)?;
-                if self.cfg.snap_to_window {
-                    q.snap_to(windows[r]);
-                }
+                };
                 Ok(Forecast {
                     key: hist.key.clone(),
                     model: NAME.into(),
@@ -283,6 +410,20 @@ impl LstmModel {
                 })
             })
             .collect()
+    }
+}
+
+/// Holds the upper path `hi` to the horizon's `peak` (scaled units): cut at
+/// the peak where it reaches above it (never below the median `mid`), or
+/// raised to it at its highest step when it stays below.
+fn hold_to_peak(hi: &mut [f64], mid: &[f64], peak: f64) {
+    let Some((top, &highest)) = hi.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) else { return };
+    if highest > peak {
+        for (v, m) in hi.iter_mut().zip(mid) {
+            *v = v.min(peak.max(*m));
+        }
+    } else {
+        hi[top] = peak;
     }
 }
 
@@ -326,11 +467,7 @@ impl Fitted for FittedLstm {
                 self.q.len()
             )));
         }
-        Ok(Quantiles::new(
-            self.q.p10[..horizon].to_vec(),
-            self.q.p50[..horizon].to_vec(),
-            self.q.p90[..horizon].to_vec(),
-        )?)
+        Ok(self.q.truncated(horizon)?)
     }
 }
 

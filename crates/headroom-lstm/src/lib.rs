@@ -25,4 +25,4 @@ pub use card::{Expectation, ModelCard};
 pub use config::{Base, LstmConfig};
 pub use error::{Error, Result};
 pub use forecaster::{Calibration, LstmForecaster, LstmModel, NAME};
-pub use train::{TrainOptions, TrainReport, train};
+pub use train::{TrainOptions, TrainReport, recalibrate, train};

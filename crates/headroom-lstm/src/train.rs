@@ -147,13 +147,7 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
             });
         }
     }
-    let cuts: Vec<usize> = series
-        .iter()
-        .map(|s| match &opts.cut {
-            Some(p) => p.first_origin(s.values.len()).min(s.values.len()),
-            None => s.values.len(),
-        })
-        .collect();
+    let cuts = cuts(series, opts.cut.as_ref());
     let (train_s, val_s) = samples(series, &cuts, cfg);
     if train_s.is_empty() {
         return Err(Error::NoSamples { need: cfg.min_history + cfg.horizon });
@@ -194,6 +188,38 @@ pub fn train(series: &[History<'_>], cfg: &LstmConfig, opts: &TrainOptions) -> R
     });
     model.card.calibration = calibration;
     Ok((model, report))
+}
+
+/// Where training stops in each series: before `cut`'s first evaluation
+/// origin, or at its end.
+pub fn cuts(series: &[History<'_>], cut: Option<&Protocol>) -> Vec<usize> {
+    series
+        .iter()
+        .map(|s| match cut {
+            Some(p) => p.first_origin(s.values.len()).min(s.values.len()),
+            None => s.values.len(),
+        })
+        .collect()
+}
+
+/// Refits `model`'s p10/p90 spread multipliers on the validation split of
+/// `series` (the split training used, given the same series and `cut`), for
+/// a trained model asked to forecast with other inference settings
+/// ([`LstmModel::follow`]); the default multipliers when its config does not
+/// calibrate or no validation sample exists. Returns the p10–p90 validation
+/// coverage before and after, as training reports it.
+pub fn recalibrate(model: &mut LstmModel, series: &[History<'_>], cut: Option<&Protocol>) -> Result<(f64, f64)> {
+    let cfg = model.cfg.clone();
+    let (_, val_s) = samples(series, &cuts(series, cut), &cfg);
+    let val_inputs = inputs(series, &cfg, &val_s, None);
+    let (calibration, coverage) = if cfg.calibrate && val_inputs.rows() > 0 {
+        model.calibrate(&val_inputs)?
+    } else {
+        (Calibration::default(), (f64::NAN, f64::NAN))
+    };
+    model.calibration = calibration;
+    model.card.calibration = calibration;
+    Ok(coverage)
 }
 
 /// The training and validation samples of every series before its cut.

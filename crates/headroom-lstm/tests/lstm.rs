@@ -7,7 +7,7 @@ use headroom_core::SeriesKey;
 use headroom_forecast::{Error as FE, Forecaster, History};
 use headroom_lstm::card::{CARD, FORMAT_VERSION};
 use headroom_lstm::features::{Scaling, calendar, pinball, seasonal};
-use headroom_lstm::model::{peak_loss, pinball_loss, training_loss};
+use headroom_lstm::model::{Output, peak_head_loss, peak_loss, pinball_loss, training_loss};
 use headroom_lstm::{Base, Error, Expectation, LstmConfig, LstmForecaster, LstmModel, TrainOptions, train};
 
 const DAY: usize = 96;
@@ -42,8 +42,16 @@ fn pinball_matches_hand_values() {
     assert!((l2 as f64 - 0.75).abs() < 1e-6, "{l2}");
     // Training loss = pinball + weight × peak: 0.4 + 0.25 · 0.5.
     let cfg = LstmConfig { peak_weight: 0.25, peak_quantile: 0.5, ..LstmConfig::default() };
-    let t = training_loss(&pred, &target, &cfg).unwrap().to_scalar::<f32>().unwrap();
+    let out = Output { paths: pred.clone(), peak: None };
+    let t = training_loss(&out, &target, &cfg).unwrap().to_scalar::<f32>().unwrap();
     assert!((t as f64 - 0.525).abs() < 1e-6, "{t}");
+    // With a peak head, its output is judged instead of the p90 path: a peak
+    // of 4 against the target's 3 is over by 1, (1 − 0.5) · 1 at the median.
+    let head = Tensor::from_vec(vec![4f32], 1, &d).unwrap();
+    close(peak_head_loss(&head, &target, 0.5).unwrap().to_scalar::<f32>().unwrap() as f64, 0.5);
+    let out = Output { paths: pred, peak: Some(head) };
+    let t = training_loss(&out, &target, &cfg).unwrap().to_scalar::<f32>().unwrap();
+    assert!((t as f64 - 0.525).abs() < 1e-6, "0.4 + 0.25 · 0.5: {t}");
 }
 
 #[test]
@@ -283,4 +291,43 @@ fn a_gauge_parked_at_one_level_is_forecast_at_that_level_not_beside_it() {
         assert!(*v == 0.5 || *v == 0.7 || !(0.5..=0.7).contains(v), "value {k} is {v}, between the two levels");
     }
     assert!(f.q.p50.iter().filter(|v| **v == 0.5).count() > 150, "median parked at 0.5: {:?}", f.q.p50);
+}
+
+#[test]
+fn online_calibration_widens_the_bands_of_a_series_that_recently_missed_them_and_keeps_the_median() {
+    let (mut model, keys, mut values) = trained();
+    // Series 0's last day (the horizon the hindcast is judged on) swings far
+    // beyond the model's bands; series 1 keeps to its cycle.
+    let origin = 11 * DAY;
+    for (t, v) in values[0][origin - DAY..origin].iter_mut().enumerate() {
+        *v += if t % 2 == 0 { 8.0 } else { -8.0 };
+    }
+    // Training is deterministic: a second training gives the same weights.
+    let (same, _, _) = trained();
+    let before = LstmForecaster::new(same).forecast_batch(&histories(&keys, &values, origin), DAY).unwrap();
+    model.follow(&LstmConfig { online_calibration: true, online_prior: 0.0, ..tiny() }).unwrap();
+    let after = LstmForecaster::new(model).forecast_batch(&histories(&keys, &values, origin), DAY).unwrap();
+    let width = |q: &headroom_core::Quantiles| -> f64 { q.p90.iter().zip(&q.p10).map(|(h, l)| h - l).sum::<f64>() };
+    // The hindcasts share the batch, so the median agrees to float rounding.
+    let moved = after[0].q.p50.iter().zip(&before[0].q.p50).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(moved < 1e-4, "the median is never moved: {moved}");
+    assert!(
+        width(&after[0].q) > 2.0 * width(&before[0].q),
+        "missed series widens: {} -> {}",
+        width(&before[0].q),
+        width(&after[0].q)
+    );
+    assert!(after[0].q.p99.iter().zip(&after[0].q.p90).all(|(a, b)| a >= b), "the tail stays above p90");
+    // A series whose bands held gets factors near 1, never a blow-up.
+    let ratio = width(&after[1].q) / width(&before[1].q);
+    assert!((0.25..2.0).contains(&ratio), "series 1: width ratio {ratio}");
+}
+
+#[test]
+fn a_trained_model_refuses_to_follow_a_config_that_trains_other_weights() {
+    let (mut model, _, _) = trained();
+    let err = model.follow(&LstmConfig { hidden: 32, ..tiny() }).unwrap_err().to_string();
+    assert!(err.contains("hidden"), "{err}");
+    model.follow(&LstmConfig { envelope: 0, snap_to_window: false, ..tiny() }).unwrap();
+    assert_eq!(model.config().envelope, 0);
 }

@@ -52,7 +52,7 @@ pub struct CapacityPolicySpec {
     pub metrics: Metrics,
     /// Where the workload's history is read.
     pub prometheus: PrometheusRef,
-    /// Forecast quantile acted on: 0.1, 0.5 or 0.9 (default 0.9).
+    /// Forecast quantile acted on: 0.1, 0.5, 0.9, 0.95 or 0.99 (default 0.9; higher accepts less risk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub quantile: Option<f64>,

@@ -10,7 +10,7 @@
 //! entity = "k8s/shop/deployment/checkout"
 //! metric = "cpu"
 //! threshold = 0.8                    # of capacity
-//! quantile = 0.9                     # act on p90
+//! quantile = 0.9                     # act on p90; 0.95 or 0.99 to accept less risk
 //! lead_time = "6h"
 //! min_replicas = 2
 //! max_replicas = 12
@@ -21,7 +21,7 @@
 //!
 //! Unknown keys and values of the wrong type are rejected by the parser with
 //! the line and key; values that parse but cannot be used (min > max, a
-//! quantile outside 0–1, a zero step, duplicate target names) are all listed
+//! quantile forecasts do not carry, a zero step, duplicate target names) are all listed
 //! together with their key path and value.
 
 use std::path::Path;
@@ -165,7 +165,9 @@ pub struct Target {
     /// Capacity (cores, bytes, percent) per replica; overrides the limits file.
     #[serde(default)]
     pub capacity: Option<f64>,
-    /// Forecast quantile to act on: 0.1, 0.5 or 0.9 (default 0.9).
+    /// Forecast quantile to act on: one of 0.1, 0.5, 0.9, 0.95, 0.99 (default
+    /// 0.9). The higher, the less risk accepted: the policy scales for the
+    /// peak of that path, so 0.99 scales earlier and further than 0.9.
     #[serde(default = "default_quantile")]
     pub quantile: f64,
     /// Act on predicted saturation only when it is at most this far ahead.
@@ -356,9 +358,17 @@ impl Target {
             bad("capacity", c.to_string(), "must be a positive number");
         }
         if !(0.0..=1.0).contains(&self.quantile) {
-            bad("quantile", self.quantile.to_string(), "must be between 0 and 1 (and one of 0.1, 0.5, 0.9)");
+            bad(
+                "quantile",
+                self.quantile.to_string(),
+                &format!("must be between 0 and 1 (and one of {})", headroom_core::forecast::quantile_levels()),
+            );
         } else if headroom_core::forecast::quantile_index(self.quantile).is_none() {
-            bad("quantile", self.quantile.to_string(), "forecasts have quantiles 0.1, 0.5 and 0.9 only");
+            bad(
+                "quantile",
+                self.quantile.to_string(),
+                &format!("forecasts have quantiles {} only", headroom_core::forecast::quantile_levels()),
+            );
         }
     }
 
@@ -563,8 +573,21 @@ mod tests {
         }
         let q = problems.iter().find(|p| p.path == "targets[0].quantile").unwrap();
         assert_eq!(q.value, "1.5");
+        let q = problems.iter().find(|p| p.path == "targets[1].quantile").unwrap();
+        assert_eq!(q.value, "0.7");
+        assert_eq!(q.why, "forecasts have quantiles 0.1, 0.5, 0.9, 0.95 and 0.99 only");
         let m = problems.iter().find(|p| p.path == "targets[0].min_replicas").unwrap();
         assert!(m.why.contains("max_replicas = 3"), "{m}");
+    }
+
+    #[test]
+    fn the_risk_tails_are_quantiles_a_target_may_act_on() {
+        for q in ["0.1", "0.5", "0.9", "0.95", "0.99"] {
+            let cfg = parse(&format!("{ONE}\nquantile = {q}\n")).unwrap();
+            assert_eq!(cfg.targets[0].quantile.to_string(), q);
+        }
+        let err = parse(&format!("{ONE}\nquantile = 0.999\n")).unwrap_err().to_string();
+        assert!(err.contains("targets[0].quantile") && err.contains("0.1, 0.5, 0.9, 0.95 and 0.99"), "{err}");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct Saturation {
     pub model: String,
     /// Forecast origin (start of its first bin), ms since the epoch.
     pub origin_ms: i64,
-    /// Quantile the crossing was read from (0.1, 0.5 or 0.9).
+    /// Quantile the crossing was read from (one of `QUANTILES`: 0.1, 0.5, 0.9, 0.95, 0.99).
     pub quantile: f64,
     /// The value that counts as saturated (`threshold × capacity`, in the series' unit).
     pub threshold: f64,

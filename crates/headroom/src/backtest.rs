@@ -27,6 +27,9 @@ pub fn run(args: BacktestArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
         config: args.config,
         decide_every: args.decide_every,
         replay: !args.no_replay,
+        cross_validate: args
+            .cross_validate
+            .map(|folds| headroom_backtest::crossval::CrossValidate { folds, config: args.cv_config }),
     };
     let Outcome { backtest: bt, replay } = headroom_backtest::run(&options, &Stderr::default(), interrupt)?;
     let mut out = std::io::stdout().lock();
@@ -35,7 +38,7 @@ pub fn run(args: BacktestArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
         Output::Table => write!(out, "{}", scores_text(&bt.eval, replay.as_ref()))?,
     }
     eprintln!(
-        "wrote {0}/forecasts.parquet, {0}/scores.json, {0}/scores.parquet, {0}/scores.csv{2} and {0}/report.html \
+        "wrote {0}/forecasts.parquet, {0}/scores.json, {0}/scores.parquet, {0}/scores.csv{2}{4} and {0}/report.html \
          ({1} series, {3} with a saturation threshold)",
         options.out.display(),
         bt.series.len(),
@@ -44,7 +47,12 @@ pub fn run(args: BacktestArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
         } else {
             String::new()
         },
-        bt.with_threshold()
+        bt.with_threshold(),
+        if bt.cross_validation.is_some() {
+            format!(", {0}/cross_validation.json", options.out.display())
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -242,6 +242,16 @@ pub struct BacktestArgs {
     /// Skip the decision replay (forecast scores only).
     #[arg(long)]
     pub no_replay: bool,
+    /// Cross-validate the LSTM by machine with K folds: the machines (entities) are split into K folds and
+    /// each fold is forecast by a model trained only on the other folds (before each series' first origin),
+    /// instead of the model in --model. Fold models are saved under OUT/folds/ and reused when trained on
+    /// the same series with the same training config.
+    #[arg(long, value_name = "K")]
+    pub cross_validate: Option<usize>,
+    /// The LSTM config (JSON, as `headroom train --config` reads) the folds are trained with, as it is.
+    /// Default: --model's config, trained fast (training origins every 8 bins, at most 1,500 steps).
+    #[arg(long, value_name = "FILE", requires = "cross_validate")]
+    pub cv_config: Option<PathBuf>,
     /// How to print the scores.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
@@ -370,7 +380,7 @@ pub struct ForecastArgs {
     /// How far ahead, e.g. `48h`.
     #[arg(long, default_value = "48h")]
     pub horizon: String,
-    /// Output file (`.parquet` or `.csv`), columns entity, metric, model, origin, ts, p10, p50, p90.
+    /// Output file (`.parquet` or `.csv`), columns entity, metric, model, origin, ts, p10, p50, p90, p95, p99.
     #[arg(long, default_value = "forecasts.parquet")]
     pub out: PathBuf,
 }

@@ -437,7 +437,7 @@ fn forecast_continues_every_series_and_names_a_gap_in_the_window() {
     ok(&out);
     let text = std::fs::read_to_string(dir.path().join("f.csv")).unwrap();
     let rows: Vec<&str> = text.lines().collect();
-    assert_eq!(rows[0], "entity,metric,model,origin,ts,p10,p50,p90");
+    assert_eq!(rows[0], "entity,metric,model,origin,ts,p10,p50,p90,p95,p99");
     assert_eq!(rows.len(), 1 + 96);
     // Origin = the bin after the last sample; the daily pattern repeats.
     assert!(rows[1].starts_with("web,cpu,snaive-daily,2024-01-04T00:00:00Z,2024-01-04T00:00:00Z,"), "{}", rows[1]);
@@ -512,12 +512,10 @@ fn every_model_is_monotone_on_the_whole_development_set() {
     let table = ok(&run);
     let df = ParquetReader::new(std::fs::File::open(out.join("forecasts.parquet")).unwrap()).finish().unwrap();
     let col = |n: &str| df.column(n).unwrap().f64().unwrap().clone();
-    let (p10, p50, p90) = (col("p10"), col("p50"), col("p90"));
-    let crossed = p10
-        .into_no_null_iter()
-        .zip(p50.into_no_null_iter())
-        .zip(p90.into_no_null_iter())
-        .filter(|((a, b), c)| !(a <= b && b <= c))
+    let paths = ["p10", "p50", "p90", "p95", "p99"].map(col);
+    let mut columns: Vec<_> = paths.iter().map(|p| p.into_no_null_iter()).collect();
+    let crossed = (0..df.height())
+        .filter(|_| !columns.iter_mut().map(|c| c.next().unwrap()).collect::<Vec<f64>>().is_sorted())
         .count();
     assert_eq!(crossed, 0, "crossed quantiles in {} rows", df.height());
     let models = df.column("model").unwrap().str().unwrap().clone();
@@ -576,7 +574,15 @@ fn readme_numbers_are_what_the_backtest_wrote(scores: &serde_json::Value) {
     let policies = scores["decisions"].as_array().unwrap();
     let policy = |name: &str| policies.iter().find(|p| p["policy"] == name).unwrap_or_else(|| panic!("policy {name}"));
     for row in rows("policy") {
-        let name = if row[0].starts_with("reactive") { "reactive" } else { row[0].split_whitespace().nth(2).unwrap() };
+        // "predictive on lstm p90" is the policy lstm; "… on lstm p95" is lstm@0.95.
+        let words: Vec<&str> = row[0].split_whitespace().collect();
+        let name = match (row[0].starts_with("reactive"), words.get(3)) {
+            (true, _) => "reactive".to_owned(),
+            (false, Some(&"p95")) => format!("{}@0.95", words[2]),
+            (false, Some(&"p99")) => format!("{}@0.99", words[2]),
+            (false, _) => words[2].to_owned(),
+        };
+        let name = name.as_str();
         let p = policy(name);
         let f = |k: &str| p[k].as_f64().unwrap();
         same(&format!("{name} caught"), &row[1], f("caught"));
@@ -586,8 +592,9 @@ fn readme_numbers_are_what_the_backtest_wrote(scores: &serde_json::Value) {
             same(&format!("{name} lead (h)"), lead, f("mean_lead_minutes") / 60.0);
         }
         same(&format!("{name} under-provisioned hours"), &row[2], f("under_provisioned_minutes") / 60.0);
-        same(&format!("{name} actions"), &row[3], f("actions"));
-        same(&format!("{name} churn"), &row[4], f("churn"));
+        same(&format!("{name} slack"), &row[3], f("slack_replica_hours"));
+        same(&format!("{name} actions"), &row[4], f("actions"));
+        same(&format!("{name} churn"), &row[5], f("churn"));
     }
     let events = policy("reactive")["events"].as_f64().unwrap();
     let quoted = readme.split(" saturation\nevents").next().unwrap().rsplit(", ").next().unwrap();

@@ -39,20 +39,21 @@ fn series(entity: &str, base: f64, amp: f64, jitter: f64, seed: usize) -> Resamp
     }
 }
 
-/// Seasonal naive (±`spread` band) or the last value (±`spread`/2), from bin `o`.
+/// Seasonal naive (p10–p90 band ±`spread`, p95 and p99 at 1.5 and 2 × `spread`
+/// above p50) or the last value (all offsets halved), from bin `o`.
 fn forecast(s: &ResampledSeries, model: &str, o: usize, spread: f64) -> Forecast {
     let p50: Vec<f64> = match model {
         "snaive-daily" => (0..HORIZON).map(|k| s.values[o - DAY + k % DAY]).collect(),
         _ => vec![s.values[o - 1]; HORIZON],
     };
     let w = if model == "snaive-daily" { spread } else { spread / 2.0 };
+    let shifted = |d: f64| p50.iter().map(|v| v + d).collect::<Vec<f64>>();
     Forecast {
         key: s.key.clone(),
         model: model.into(),
         origin_ms: s.grid.start_ms + o as i64 * STEP,
         step_ms: STEP,
-        q: Quantiles::new(p50.iter().map(|v| v - w).collect(), p50.clone(), p50.iter().map(|v| v + w).collect())
-            .unwrap(),
+        q: Quantiles::new(shifted(-w), p50.clone(), shifted(w), shifted(1.5 * w), shifted(2.0 * w)).unwrap(),
     }
 }
 

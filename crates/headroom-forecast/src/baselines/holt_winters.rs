@@ -45,7 +45,7 @@ pub struct HoltWinters {
     pub max_history_ms: i64,
     /// Most Nelder–Mead evaluations of the in-sample error (default 300).
     pub max_evals: usize,
-    /// How the p10/p90 band is estimated.
+    /// How the p10/p90 band and the p95/p99 tails are estimated.
     pub intervals: IntervalConfig,
 }
 

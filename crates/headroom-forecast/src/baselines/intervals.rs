@@ -4,7 +4,8 @@
 //! [`IntervalConfig::stride_ms`] over the last [`IntervalConfig::lookback_ms`]),
 //! the errors `actual − forecast` are pooled per bucket of neighbouring
 //! horizon steps ([`IntervalConfig::bucket_ms`]), and each step's band is the
-//! point forecast plus the bucket's 10th and 90th error percentiles.
+//! point forecast plus the bucket's 10th and 90th error percentiles; the risk
+//! tails p95 and p99 are the point forecast plus its 95th and 99th.
 //!
 //! Where residuals are too few (short history) the band is widened, not left
 //! narrow: a bucket with under [`IntervalConfig::min_residuals`] errors takes
@@ -19,7 +20,7 @@ use super::Method;
 use super::naive::LastValue;
 use crate::error::Result;
 
-/// How a baseline's p10/p90 band is estimated from in-sample residuals.
+/// How a baseline's p10/p90 band and p95/p99 tails are estimated from in-sample residuals.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IntervalConfig {
     /// Replay origins lie within this long a stretch before the forecast origin (ms; default 14 days).
@@ -34,6 +35,8 @@ pub struct IntervalConfig {
     pub lower: f64,
     /// Upper quantile level of the band (default 0.90).
     pub upper: f64,
+    /// Quantile levels of the two risk tails above the band, p95 and p99 (default 0.95, 0.99).
+    pub tails: [f64; 2],
 }
 
 impl Default for IntervalConfig {
@@ -46,6 +49,7 @@ impl Default for IntervalConfig {
             min_residuals: 30,
             lower: 0.10,
             upper: 0.90,
+            tails: [0.95, 0.99],
         }
     }
 }
@@ -118,25 +122,33 @@ fn residuals(
     buckets
 }
 
-/// Per-bucket (lower, upper) offsets from `buckets` of errors, or `None` for
-/// a bucket with fewer than `min` errors. The offsets are clamped so the band
-/// always contains the point forecast (lower ≤ 0 ≤ upper).
-fn own_offsets(buckets: &mut [Vec<f64>], cfg: &IntervalConfig) -> Vec<Option<(f64, f64)>> {
+/// One bucket's offsets from the point forecast: lower, upper, and the two
+/// tails, in the order of the paths p10, p90, p95, p99.
+type Offsets = [f64; 4];
+
+/// Per-bucket offsets (lower, upper, tails) from `buckets` of errors, or
+/// `None` for a bucket with fewer than `min` errors. The offsets are clamped so
+/// the band always contains the point forecast (lower ≤ 0 ≤ upper ≤ tails).
+fn own_offsets(buckets: &mut [Vec<f64>], cfg: &IntervalConfig) -> Vec<Option<Offsets>> {
     buckets
         .iter_mut()
         .map(|e| {
-            (e.len() >= cfg.min_residuals.max(1))
-                .then(|| (select_quantile(e, cfg.lower).min(0.0), select_quantile(e, cfg.upper).max(0.0)))
+            (e.len() >= cfg.min_residuals.max(1)).then(|| {
+                let [t95, t99] = cfg.tails;
+                let above = [cfg.upper, t95, t99].map(|q| select_quantile(e, q).max(0.0));
+                [select_quantile(e, cfg.lower).min(0.0), above[0], above[1], above[2]]
+            })
         })
         .collect()
 }
 
-/// The p10/p50/p90 paths around `p50`, the point forecast of `method` after
-/// all of `y` on a grid of `step_ms`.
+/// The p10/p50/p90/p95/p99 paths around `p50`, the point forecast of
+/// `method` after all of `y` on a grid of `step_ms`.
 ///
 /// Each step's band is `p50 + q_lower(errors)` … `p50 + q_upper(errors)` over
-/// the in-sample errors of its bucket. Where residuals are too few (short
-/// history), the band is widened rather than left narrow:
+/// the in-sample errors of its bucket, and its tails `p50 + q_tail(errors)`
+/// for each of [`IntervalConfig::tails`]. Where residuals are too few (short
+/// history), the band and the tails are widened rather than left narrow:
 ///
 /// 1. a bucket with fewer than `min_residuals` errors takes the offsets of
 ///    the nearest bucket that has enough, scaled by `sqrt(lead / lead_of_that_bucket)`
@@ -163,23 +175,20 @@ pub(crate) fn bands(
     }
     // Middle lead (in steps, from 1) of bucket b.
     let lead = |b: usize| (b * width) as f64 + (width.min(horizon - b * width) as f64 + 1.0) / 2.0;
-    let filled: Vec<(f64, f64)> = (0..own.len())
+    let filled: Vec<Offsets> = (0..own.len())
         .map(|b| match own[b] {
             Some(o) => o,
-            None => {
-                own.iter().enumerate().filter_map(|(j, o)| o.map(|o| (j, o))).min_by_key(|(j, _)| j.abs_diff(b)).map_or(
-                    (0.0, 0.0),
-                    |(j, (lo, hi))| {
-                        let s = (lead(b) / lead(j)).sqrt();
-                        (lo * s, hi * s)
-                    },
-                )
-            }
+            None => own
+                .iter()
+                .enumerate()
+                .filter_map(|(j, o)| o.map(|o| (j, o)))
+                .min_by_key(|(j, _)| j.abs_diff(b))
+                .map_or([0.0; 4], |(j, o)| o.map(|v| v * (lead(b) / lead(j)).sqrt())),
         })
         .collect();
-    let p10 = p50.iter().enumerate().map(|(k, p)| p + filled[k / width].0).collect();
-    let p90 = p50.iter().enumerate().map(|(k, p)| p + filled[k / width].1).collect();
-    Ok(Quantiles::new(p10, p50, p90)?)
+    let path = |i: usize| p50.iter().enumerate().map(|(k, p)| p + filled[k / width][i]).collect::<Vec<f64>>();
+    let [p10, p90, p95, p99] = [0, 1, 2, 3].map(path);
+    Ok(Quantiles::new(p10, p50, p90, p95, p99)?)
 }
 
 #[cfg(test)]
@@ -223,7 +232,15 @@ mod tests {
 
     fn cfg() -> IntervalConfig {
         // 1-ms grid: lookback 100 bins, every bin an origin, buckets of 2 steps.
-        IntervalConfig { lookback_ms: 100, stride_ms: 1, bucket_ms: 2, min_residuals: 5, lower: 0.1, upper: 0.9 }
+        IntervalConfig {
+            lookback_ms: 100,
+            stride_ms: 1,
+            bucket_ms: 2,
+            min_residuals: 5,
+            lower: 0.1,
+            upper: 0.9,
+            tails: [0.95, 0.99],
+        }
     }
 
     #[test]
@@ -240,10 +257,14 @@ mod tests {
         errs.extend((3..12).map(|t| e[t] - e[t - 2]));
         errs.sort_by(f64::total_cmp);
         let (lo, hi) = (residual_quantile(&errs, 0.1), residual_quantile(&errs, 0.9));
+        let (t95, t99) = (residual_quantile(&errs, 0.95), residual_quantile(&errs, 0.99));
         assert!(lo < 0.0 && hi > 0.0);
+        assert!(hi <= t95 && t95 <= t99, "{hi} {t95} {t99}");
         for k in 0..2 {
             assert!((q.p10[k] - (5.0 + lo)).abs() < 1e-12);
             assert!((q.p90[k] - (5.0 + hi)).abs() < 1e-12);
+            assert!((q.p95[k] - (5.0 + t95)).abs() < 1e-12);
+            assert!((q.p99[k] - (5.0 + t99)).abs() < 1e-12);
             assert_eq!(q.p50[k], 5.0);
         }
     }
@@ -260,13 +281,18 @@ mod tests {
         let p50 = vec![y[39]; 40];
         let q = bands(&LastValue, &y, p50, 1, &cfg()).unwrap();
         for k in 0..40 {
-            assert!(q.p10[k] <= q.p50[k] && q.p50[k] <= q.p90[k], "step {k}");
+            let step = q.paths().map(|(_, p)| p[k]);
+            assert!(step.is_sorted(), "step {k}: {step:?}");
         }
         // The last bucket (steps 38, 39) has no residuals at lead 39/40: it is scaled from an earlier one.
         let width = |k: usize| q.p90[k] - q.p10[k];
         // Bucket 19 (middle lead 39.5) is bucket 18's band (middle lead 37.5) scaled by sqrt(39.5 / 37.5).
         assert!(width(37) > 0.0);
         assert!((width(39) - width(37) * (39.5f64 / 37.5).sqrt()).abs() < 1e-9, "{} vs {}", width(39), width(37));
+        // The tails are borrowed and scaled the same way.
+        let tail = |k: usize| q.p99[k] - q.p50[k];
+        assert!(tail(37) >= q.p90[37] - q.p50[37] && tail(37) > 0.0);
+        assert!((tail(39) - tail(37) * (39.5f64 / 37.5).sqrt()).abs() < 1e-9, "{} vs {}", tail(39), tail(37));
     }
 
     #[test]

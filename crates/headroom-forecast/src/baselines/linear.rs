@@ -13,7 +13,7 @@ use crate::forecaster::{Fitted, Forecaster, History};
 pub struct Linear {
     /// Length of the fitted window (ms; default 6 h).
     pub window_ms: i64,
-    /// How the p10/p90 band is estimated.
+    /// How the p10/p90 band and the p95/p99 tails are estimated.
     pub intervals: IntervalConfig,
 }
 
@@ -85,9 +85,10 @@ mod tests {
         for (k, p) in q.p50.iter().enumerate() {
             assert!((p - (2.0 + 0.5 * (100 + k) as f64)).abs() < 1e-9, "step {k}: {p}");
         }
-        // Every replayed forecast was exact too, so the band has no width.
+        // Every replayed forecast was exact too, so the band and the tails have no width.
         for k in 0..4 {
             assert!((q.p90[k] - q.p10[k]).abs() < 1e-9);
+            assert!((q.p99[k] - q.p10[k]).abs() < 1e-9);
         }
     }
 

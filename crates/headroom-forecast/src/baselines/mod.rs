@@ -8,10 +8,10 @@
 //! | `linear` | a least-squares line over the last 6 h, extrapolated ([`Linear`]) | the window |
 //! | `holt-winters` | additive Holt-Winters with a daily season ([`HoltWinters`]) | 2 days, else `snaive-daily` |
 //!
-//! Every baseline gets its p10/p90 band the same way ([`IntervalConfig`]): the
-//! method is replayed at past origins inside the history and the band is the
-//! point forecast plus the percentiles of the errors it made at the same lead
-//! time. Get one by name with [`baseline`]; [`BASELINES`] lists the names.
+//! Every baseline gets its p10/p90 band and its p95/p99 tails the same way
+//! ([`IntervalConfig`]): the method is replayed at past origins inside the
+//! history and each path is the point forecast plus the percentile of the
+//! errors it made at the same lead time. Get one by name with [`baseline`]; [`BASELINES`] lists the names.
 //!
 //! Invariant: a baseline reads only the history it is given (no clock, no IO),
 //! and the last value of its window is the last value it may use.
@@ -240,9 +240,11 @@ mod tests {
             let q = baseline(name).unwrap().fit(&h).unwrap().predict(192).unwrap();
             assert_eq!(q.len(), 192);
             for k in 0..192 {
-                assert!(q.p10[k] <= q.p50[k] && q.p50[k] <= q.p90[k], "{name} step {k}");
+                let step = q.paths().map(|(_, p)| p[k]);
+                assert!(step.is_sorted(), "{name} step {k}: {step:?}");
             }
             assert!(q.p90[100] - q.p10[100] > 0.0, "{name}: noisy data must give a band");
+            assert!(q.p99[100] > q.p90[100], "{name}: noisy data must give a tail beyond the band");
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::forecaster::{Fitted, Forecaster, History};
 /// Needs one value (and reads up to [`IntervalConfig::lookback_ms`] more for its band).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Last {
-    /// How the p10/p90 band is estimated.
+    /// How the p10/p90 band and the p95/p99 tails are estimated.
     pub intervals: IntervalConfig,
 }
 
@@ -43,7 +43,7 @@ pub enum Season {
 pub struct SeasonalNaive {
     /// Which season.
     pub season: Season,
-    /// How the p10/p90 band is estimated.
+    /// How the p10/p90 band and the p95/p99 tails are estimated.
     pub intervals: IntervalConfig,
 }
 
@@ -150,6 +150,8 @@ mod tests {
         assert_eq!(q.p50, vec![2.0, 9.0, 4.0, 1.0, 2.0, 9.0, 4.0, 1.0]);
         assert_eq!(q.p10, q.p50);
         assert_eq!(q.p90, q.p50);
+        assert_eq!(q.p95, q.p50);
+        assert_eq!(q.p99, q.p50);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Forecast health: how well the recent forecasts of one series matched what
 //! happened, so that predictive actions are turned off when they did not.
 
+use headroom_core::forecast::QUANTILES;
 use headroom_core::{Forecast, Quantiles, SeriesData, format_duration};
 use headroom_forecast::metrics::score_pair;
 
@@ -35,27 +36,25 @@ pub fn health(forecasts: &[Forecast], actual: &SeriesData, cfg: &HealthConfig, n
     let mut newest_first: Vec<&Forecast> =
         forecasts.iter().filter(|f| f.key == actual.key && f.step_ms > 0 && f.origin_ms < now_ms).collect();
     newest_first.sort_by_key(|f| std::cmp::Reverse(f.origin_ms));
-    let value_at = |f: &Forecast, ts: i64| -> Option<[f64; 3]> {
+    let value_at = |f: &Forecast, ts: i64| -> Option<[f64; QUANTILES.len()]> {
         let offset = ts - f.origin_ms;
         if offset < 0 || offset % f.step_ms != 0 {
             return None;
         }
         let i = usize::try_from(offset / f.step_ms).ok()?;
-        let q = [*f.q.p10.get(i)?, *f.q.p50.get(i)?, *f.q.p90.get(i)?];
+        let q = f.q.paths().map(|(_, p)| p.get(i).copied().unwrap_or(f64::NAN));
         q.iter().all(|v| v.is_finite()).then_some(q)
     };
 
     let window_from = now_ms.saturating_sub(cfg.window.ms());
     let first = actual.ts.partition_point(|t| *t < window_from);
-    let (mut p10, mut p50, mut p90, mut actuals) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut paths, mut actuals): ([Vec<f64>; QUANTILES.len()], _) = (Default::default(), Vec::new());
     for (&ts, &value) in actual.ts[first..].iter().zip(&actual.values[first..]) {
         if ts >= now_ms || !value.is_finite() {
             continue;
         }
-        if let Some([a, b, c]) = newest_first.iter().find_map(|f| value_at(f, ts)) {
-            p10.push(a);
-            p50.push(b);
-            p90.push(c);
+        if let Some(q) = newest_first.iter().find_map(|f| value_at(f, ts)) {
+            paths.iter_mut().zip(q).for_each(|(path, v)| path.push(v));
             actuals.push(value);
         }
     }
@@ -67,7 +66,8 @@ pub fn health(forecasts: &[Forecast], actual: &SeriesData, cfg: &HealthConfig, n
         let step = newest_first[0].step_ms;
         let season = usize::try_from(DAY / step).unwrap_or(usize::MAX);
         let history = regular_tail(&actual.ts[..first], &actual.values[..first], step);
-        let q = Quantiles::new(p10, p50, p90).map_err(|e| input(&actual.key, e.to_string()))?;
+        let [p10, p50, p90, p95, p99] = paths;
+        let q = Quantiles::new(p10, p50, p90, p95, p99).map_err(|e| input(&actual.key, e.to_string()))?;
         let score = score_pair(&q, &actuals, history, season, None);
         (score.mase.is_finite().then_some(score.mase), Some(score.covered as f64 / score.steps as f64))
     };
@@ -142,7 +142,7 @@ mod tests {
             model: "lstm".into(),
             origin_ms: T0 + origin_hour * H,
             step_ms: H,
-            q: Quantiles::new(p10.to_vec(), p50.to_vec(), p90.to_vec()).unwrap(),
+            q: Quantiles::new(p10.to_vec(), p50.to_vec(), p90.to_vec(), p90.to_vec(), p90.to_vec()).unwrap(),
         }
     }
 

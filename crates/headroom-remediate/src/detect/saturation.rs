@@ -7,8 +7,10 @@ use super::{HOUR, input};
 use crate::error::Result;
 use crate::risk::Saturation;
 
-/// The first bin of `forecast` whose `quantile` path (0.1, 0.5 or 0.9) is
-/// above `threshold` (in the series' unit), or `None` if it never gets there.
+/// The first bin of `forecast` whose `quantile` path (one of
+/// [`QUANTILES`](headroom_core::forecast::QUANTILES): 0.1, 0.5, 0.9, 0.95 or
+/// 0.99, named by [`headroom_core::forecast::quantile_index`]) is above
+/// `threshold` (in the series' unit), or `None` if it never gets there.
 /// "Above", as the benchmark's saturation events are: a series resting exactly
 /// at its threshold (common in 2-decimal data) is not saturating.
 ///
@@ -18,12 +20,13 @@ use crate::risk::Saturation;
 /// a later cycle that predicts the same crossing within the same hour reports
 /// the same window, so the policy does not act twice for it.
 ///
-/// Errors ([`crate::Error::Input`]): a quantile other than 0.1, 0.5 or 0.9, a
+/// Errors ([`crate::Error::Input`]): a quantile the forecasts do not carry, a
 /// non-finite threshold, or a non-finite value anywhere in the forecast.
 pub fn saturation(forecast: &Forecast, quantile: f64, threshold: f64, now_ms: i64) -> Result<Option<Saturation>> {
     let q = &forecast.q;
     let path = q.path(quantile).ok_or_else(|| {
-        input(&forecast.key, format!("quantile {quantile} is not in the forecasts (they have 0.1, 0.5 and 0.9)"))
+        let levels = headroom_core::forecast::quantile_levels();
+        input(&forecast.key, format!("quantile {quantile} is not in the forecasts (they have {levels})"))
     })?;
     if !threshold.is_finite() {
         return Err(input(&forecast.key, format!("saturation threshold {threshold} is not a number")));
@@ -72,13 +75,18 @@ mod tests {
     const T0: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
     const STEP: i64 = 15 * 60_000;
 
+    /// A forecast whose tails p95 and p99 are its p90.
     fn forecast(p10: &[f64], p50: &[f64], p90: &[f64]) -> Forecast {
+        with_tails(p10, p50, p90, p90, p90)
+    }
+
+    fn with_tails(p10: &[f64], p50: &[f64], p90: &[f64], p95: &[f64], p99: &[f64]) -> Forecast {
         Forecast {
             key: SeriesKey::new("k8s/shop/deployment/cart", "cpu").unwrap(),
             model: "lstm".into(),
             origin_ms: T0,
             step_ms: STEP,
-            q: Quantiles::new(p10.to_vec(), p50.to_vec(), p90.to_vec()).unwrap(),
+            q: Quantiles::new(p10.to_vec(), p50.to_vec(), p90.to_vec(), p95.to_vec(), p99.to_vec()).unwrap(),
         }
     }
 
@@ -108,6 +116,20 @@ mod tests {
     }
 
     #[test]
+    fn each_risk_tail_is_read_on_its_own_path() {
+        //            bin:  0    1    2    3
+        let p90 = [1.0, 1.2, 1.4, 1.2];
+        let p95 = [1.1, 1.5, 1.7, 1.3];
+        let p99 = [1.7, 1.9, 2.3, 1.5];
+        let f = with_tails(&[0.0; 4], &[0.5; 4], &p90, &p95, &p99);
+        assert_eq!(saturation(&f, 0.9, 1.6, T0).unwrap(), None, "p90 stays below 1.6");
+        let s = saturation(&f, 0.95, 1.6, T0).unwrap().unwrap();
+        assert_eq!((s.crosses_at_ms, s.peak, s.quantile), (T0 + 2 * STEP, 1.7, 0.95));
+        let s = saturation(&f, 0.99, 1.6, T0).unwrap().unwrap();
+        assert_eq!((s.crosses_at_ms, s.peak, s.peak_at_ms, s.quantile), (T0, 2.3, T0 + 2 * STEP, 0.99));
+    }
+
+    #[test]
     fn a_later_cycle_finding_the_same_crossing_reports_the_same_window() {
         let first = forecast(&[0.0; 8], &[0.0; 8], &[0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0]);
         let mut later = forecast(&[0.0; 7], &[0.0; 7], &[0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0]);
@@ -132,6 +154,7 @@ mod tests {
         let f = forecast(&[0.0], &[0.0], &[0.0]);
         let err = saturation(&f, 0.7, 1.0, T0).unwrap_err().to_string();
         assert!(err.starts_with("k8s/shop/deployment/cart:cpu: quantile 0.7 is not in the forecasts"), "{err}");
+        assert!(err.contains("(they have 0.1, 0.5, 0.9, 0.95 and 0.99)"), "{err}");
         // Written slightly off (as arithmetic may give it), 0.9 still names p90.
         assert!(saturation(&f, 0.3 * 3.0, 1.0, T0).is_ok());
     }
