@@ -51,7 +51,14 @@ pub fn run(options: &Options, progress: &dyn Progress, interrupt: &Interrupt) ->
     interrupt.check()?;
     output::write_outputs(&options.out, &bt, replay.as_ref())?;
     let report = report::ReportInput {
-        title: format!("headroom backtest of {}", options.data.display()),
+        title: match &bt.cross_validation {
+            Some(cv) => format!(
+                "headroom backtest of {}, the LSTM cross-validated by machine ({} folds)",
+                options.data.display(),
+                cv.folds.len()
+            ),
+            None => format!("headroom backtest of {}", options.data.display()),
+        },
         series: &bt.series,
         forecasts: &bt.eval.forecasts,
         scores: &bt.eval.scores,

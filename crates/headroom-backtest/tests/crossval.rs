@@ -111,6 +111,8 @@ fn each_machine_is_forecast_by_the_model_of_its_fold_and_fold_models_are_reused(
         assert!(f.model.join("model.safetensors").is_file(), "{}", f.model.display());
     }
     assert!(opts.out.join("cross_validation.json").is_file());
+    let report = std::fs::read_to_string(opts.out.join("report.html")).unwrap();
+    assert!(report.contains("the LSTM cross-validated by machine (3 folds)"), "the report says what it scores");
 
     // Every pair has an lstm forecast, and each is its own fold's model's.
     let lstm = lstm_forecasts(&first);
