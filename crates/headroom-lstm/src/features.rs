@@ -80,6 +80,14 @@ pub fn seasonal(real: &[f64], day: usize, horizon: usize) -> (Vec<f64>, Vec<f64>
     (last_day, last_week, mean, has_week)
 }
 
+/// The largest value at the same time of day over the window's last days
+/// (up to seven), over `horizon` bins: the seasonal maximum channel.
+pub fn seasonal_max(real: &[f64], day: usize, horizon: usize) -> Vec<f64> {
+    let n = real.len();
+    let days = (n / day).clamp(1, 7);
+    (0..horizon).map(|k| (1..=days).map(|d| real[n - d * day + k % day]).fold(f64::NEG_INFINITY, f64::max)).collect()
+}
+
 /// Network inputs of many windows, flat and row-major, ready to become tensors.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
@@ -134,6 +142,9 @@ impl Inputs {
         if cfg.seasonal_channels {
             for ch in [&last_day, &last_week, &mean] {
                 self.ctx.extend(ch.iter().map(|v| s.apply(*v, cfg.clip) as f32));
+            }
+            if cfg.seasonal_max {
+                self.ctx.extend(seasonal_max(real, day, cfg.horizon).iter().map(|v| s.apply(*v, cfg.clip) as f32));
             }
             self.ctx.push(if has_week { 1.0 } else { 0.0 });
         }

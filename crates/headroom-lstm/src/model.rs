@@ -107,8 +107,16 @@ pub fn pinball_loss(pred: &Tensor, target: &Tensor, quantiles: [f64; 3]) -> Resu
 /// p90 path `pred[:, 2, :]` against the largest target value, averaged over
 /// the batch. Per-step quantiles alone say little about the largest value of
 /// the next 48 h, which is what "will it cross the threshold" asks.
-pub fn peak_loss(pred: &Tensor, target: &Tensor, quantile: f64) -> Result<Tensor> {
-    let d = (target.max(1)? - pred.i((.., 2, ..))?.max(1)?)?;
+pub fn peak_loss(pred: &Tensor, target: &Tensor, quantile: f64, moves_median: bool) -> Result<Tensor> {
+    let hi = pred.i((.., 2, ..))?;
+    let hi = if moves_median {
+        hi
+    } else {
+        // The same values; the gradient reaches the upper spread only.
+        let mid = pred.i((.., 1, ..))?;
+        (mid.detach() + (hi - &mid)?)?
+    };
+    let d = (target.max(1)? - hi.max(1)?)?;
     d.affine(quantile, 0.0)?.maximum(&d.affine(quantile - 1.0, 0.0)?)?.mean_all()
 }
 
@@ -130,7 +138,7 @@ pub fn training_loss(pred: &Output, target: &Tensor, cfg: &Config) -> Result<Ten
     }
     let peak = match &pred.peak {
         Some(peak) => peak_head_loss(peak, target, cfg.peak_quantile)?,
-        None => peak_loss(&pred.paths, target, cfg.peak_quantile)?,
+        None => peak_loss(&pred.paths, target, cfg.peak_quantile, cfg.peak_moves_median)?,
     };
     loss + (peak * cfg.peak_weight)?
 }

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use headroom_core::SeriesKey;
 use headroom_forecast::{Error as FE, Forecaster, History};
 use headroom_lstm::card::{CARD, FORMAT_VERSION};
-use headroom_lstm::features::{Scaling, calendar, pinball, seasonal};
+use headroom_lstm::features::{Scaling, calendar, pinball, seasonal, seasonal_max};
 use headroom_lstm::model::{Output, peak_head_loss, peak_loss, pinball_loss, training_loss};
 use headroom_lstm::{Base, Error, Expectation, LstmConfig, LstmForecaster, LstmModel, TrainOptions, train};
 
@@ -33,12 +33,12 @@ fn pinball_matches_hand_values() {
     assert!((l as f64 - 0.4).abs() < 1e-6, "{l}");
     // Peak loss: the p90 path (2, 2) peaks at 2, the target at 3: under by 1,
     // 0.5 · 1 at the median of the peak, 0.9 · 1 at its p90.
-    let peak = |q| peak_loss(&pred, &target, q).unwrap().to_scalar::<f32>().unwrap() as f64;
+    let peak = |q| peak_loss(&pred, &target, q, true).unwrap().to_scalar::<f32>().unwrap() as f64;
     assert!((peak(0.5) - 0.5).abs() < 1e-6 && (peak(0.9) - 0.9).abs() < 1e-6, "{} {}", peak(0.5), peak(0.9));
     // Two rows, the second over-forecasting its peak by 2 (p90 path (5, 4) against (1, 3)): (0.5 + 0.5·2) / 2.
     let pred2 = Tensor::from_vec(vec![0f32, 0., 1., 1., 2., 2., 0., 0., 1., 1., 5., 4.], (2, 3, 2), &d).unwrap();
     let target2 = Tensor::from_vec(vec![1f32, 3., 1., 3.], (2, 2), &d).unwrap();
-    let l2 = peak_loss(&pred2, &target2, 0.5).unwrap().to_scalar::<f32>().unwrap();
+    let l2 = peak_loss(&pred2, &target2, 0.5, true).unwrap().to_scalar::<f32>().unwrap();
     assert!((l2 as f64 - 0.75).abs() < 1e-6, "{l2}");
     // Training loss = pinball + weight × peak: 0.4 + 0.25 · 0.5.
     let cfg = LstmConfig { peak_weight: 0.25, peak_quantile: 0.5, ..LstmConfig::default() };
@@ -52,6 +52,34 @@ fn pinball_matches_hand_values() {
     let out = Output { paths: pred, peak: Some(head) };
     let t = training_loss(&out, &target, &cfg).unwrap().to_scalar::<f32>().unwrap();
     assert!((t as f64 - 0.525).abs() < 1e-6, "0.4 + 0.25 · 0.5: {t}");
+}
+
+#[test]
+fn the_peak_loss_shapes_the_upper_spread_not_the_median_unless_asked() {
+    // One row, horizon 2: median (1, 1) and upper spread (1, 1), so the p90
+    // path (2, 2) peaks under the target's 3. The peak loss pulls that peak
+    // up; with `moves_median` false it may only widen the spread.
+    let d = Device::Cpu;
+    let mid = candle_core::Var::from_vec(vec![1f32, 1.], (1, 1, 2), &d).unwrap();
+    let spread = candle_core::Var::from_vec(vec![1f32, 1.], (1, 1, 2), &d).unwrap();
+    let target = Tensor::from_vec(vec![1f32, 3.], (1, 2), &d).unwrap();
+    let grads = |moves_median: bool| {
+        let lo = mid.as_tensor().clone();
+        let hi = (mid.as_tensor() + spread.as_tensor()).unwrap();
+        let pred = Tensor::cat(&[&lo, mid.as_tensor(), &hi], 1).unwrap();
+        let loss = peak_loss(&pred, &target, 0.5, moves_median).unwrap();
+        // Same value either way: 0.5 · (3 − 2).
+        close(loss.to_scalar::<f32>().unwrap() as f64, 0.5);
+        let g = loss.backward().unwrap();
+        let sum = |v: &candle_core::Var| {
+            g.get(v).map_or(0.0, |t| t.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())
+        };
+        (sum(&mid), sum(&spread))
+    };
+    let (m, s) = grads(true);
+    assert!(m > 0.0 && s > 0.0, "both move: {m} {s}");
+    let (m, s) = grads(false);
+    assert!(m == 0.0 && s > 0.0, "only the spread moves: {m} {s}");
 }
 
 #[test]
@@ -69,6 +97,28 @@ fn scaling_is_level_of_last_day_over_seasonal_mae() {
     // Seasonal channels of 1,2,3,5 (day 2) over 3 steps: last day 3,5,3; no week → last day; mean of 2 days 2,3.5,2.
     let (d, w, m, has_week) = seasonal(&[1.0, 2.0, 3.0, 5.0], 2, 3);
     assert_eq!((d.clone(), w, m, has_week), (vec![3.0, 5.0, 3.0], d, vec![2.0, 3.5, 2.0], false));
+    // The seasonal maximum: a spike at the second bin of one day of three
+    // (9) stays whole where the mean would smooth it to (2 + 9 + 2) / 3.
+    assert_eq!(seasonal_max(&[1.0, 2.0, 1.0, 9.0, 1.0, 2.0], 2, 3), vec![1.0, 9.0, 1.0]);
+}
+
+#[test]
+fn the_seasonal_maximum_is_one_more_channel_of_the_horizon_and_named_in_the_feature_set() {
+    let plain = LstmConfig::default();
+    assert!(!plain.seasonal_max && !plain.feature_set().contains("max_days"), "{}", plain.feature_set());
+    let with = LstmConfig { seasonal_max: true, ..LstmConfig::default() };
+    assert!(with.feature_set().contains("max_days"), "{}", with.feature_set());
+    assert_eq!(with.context_features(), plain.context_features() + plain.horizon);
+    // A model trained with the channel forecasts with it.
+    let series: Vec<f64> =
+        (0..10 * DAY).map(|t| if t % DAY == 80 && (t / DAY).is_multiple_of(2) { 9.0 } else { 1.0 }).collect();
+    let key = SeriesKey::new("host/a", "cpu").unwrap();
+    let hist = History { key: &key, start_ms: 0, step_ms: STEP, values: &series };
+    let cfg = LstmConfig { seasonal_channels: true, seasonal_max: true, max_steps: 3, ..tiny() };
+    let (model, _) = train(&[hist], &cfg, &opts()).unwrap();
+    assert!(model.card.feature_set.contains("max_days"), "{}", model.card.feature_set);
+    let f = model.forecast(&[hist], DAY).unwrap().remove(0);
+    assert_eq!(f.q.p50.len(), DAY);
 }
 
 #[test]
