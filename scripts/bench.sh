@@ -45,7 +45,7 @@ fi
 
 if [ "${1:-}" = inference ]; then
     echo
-    echo "== LSTM batched inference: 10,000 series x 48 h x 3 quantiles, beside Holt-Winters"
+    echo "== LSTM batched inference: 10,000 series x 48 h x 5 quantiles, beside Holt-Winters"
     cargo bench -q --bench inference
 fi
 

@@ -1,4 +1,4 @@
-//! Batched inference: 10,000 series (the development series tiled) × 48 h × 3
+//! Batched inference: 10,000 series (the development series tiled) × 48 h × 5
 //! quantiles with the shipped LSTM, beside Holt-Winters on the same series in
 //! the same process; single-series latency; peak memory.
 //!

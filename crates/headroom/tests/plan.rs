@@ -68,6 +68,7 @@ fn plan_on_the_sample_prints_explained_dry_run_decisions() {
     // A systemd unit is never scaled.
     let gateway = decision(&doc, "gateway");
     assert_eq!((gateway["action"]["type"].as_str(), gateway["alert"].as_bool()), (Some("none"), Some(true)));
+    assert!(gateway["reason"].as_str().unwrap().contains("systemd targets cannot be scaled"), "{gateway}");
     // Degraded forecast: predictive actions off.
     assert_eq!(guardrail(decision(&doc, "reports"), "forecast_health")[0]["verdict"], "blocked");
     // Scale-in needs the forecast and recent actuals low; here the forecast is not.
