@@ -169,11 +169,8 @@ pub fn train_folds(
     for (f, machines) in folds.iter().enumerate() {
         let fold_started = Instant::now();
         let held_out = series.iter().filter(|s| fold_of[machine_of(s)] == f).count();
-        let train: Vec<History<'_>> = series
-            .iter()
-            .filter(|s| fold_of[machine_of(s)] != f && !s.values.is_empty())
-            .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms: s.grid.step_ms, values: &s.values })
-            .collect();
+        let train: Vec<History<'_>> =
+            series.iter().filter(|s| fold_of[machine_of(s)] != f && !s.values.is_empty()).map(History::of).collect();
         let dir = out.join(FOLDS_DIR).join(format!("fold-{}-of-{}", f + 1, folds.len()));
         progress.note(&format!(
             "cross-validate: fold {}/{}: {} machines ({}), {held_out} series held out; model on {} series of the other folds",

@@ -97,7 +97,7 @@ fn history_until<'a>(s: &'a ResampledSeries, now_ms: i64) -> History<'a> {
     let step = s.grid.step_ms;
     let n =
         if now_ms <= s.grid.start_ms { 0 } else { (((now_ms - s.grid.start_ms) / step) as usize).min(s.values.len()) };
-    History { key: &s.key, start_ms: s.grid.start_ms, step_ms: step, values: &s.values[..n] }
+    History::of(s).first(n)
 }
 
 /// Forecasts every history; a history that fails (missing values in the

@@ -142,10 +142,7 @@ pub fn evaluate(
     let horizon = protocol.horizon;
     let origins: Vec<Vec<usize>> = series.iter().map(|s| protocol.origins(s.values.len())).collect();
     let skipped = series.iter().zip(&origins).filter(|(_, o)| o.is_empty()).map(|(s, _)| s.key.clone()).collect();
-    let history = |i: usize, o: usize| {
-        let s = &series[i];
-        (i, History { key: &s.key, start_ms: s.grid.start_ms, step_ms: s.grid.step_ms, values: &s.values[..o] })
-    };
+    let history = |i: usize, o: usize| (i, History::of(&series[i]).first(o));
     let histories: Vec<(usize, History<'_>)> =
         origins.iter().enumerate().flat_map(|(i, os)| os.iter().map(move |&o| history(i, o))).collect();
     let only: Vec<History<'_>> = histories.iter().map(|(_, h)| *h).collect();

@@ -8,7 +8,7 @@
 
 use std::fmt::Debug;
 
-use headroom_core::{Forecast, Quantiles, SeriesKey, format_ts};
+use headroom_core::{Forecast, Quantiles, ResampledSeries, SeriesKey, format_ts};
 
 use crate::error::{Error, Result};
 
@@ -25,7 +25,18 @@ pub struct History<'a> {
     pub values: &'a [f64],
 }
 
-impl History<'_> {
+impl<'a> History<'a> {
+    /// The whole of a resampled series, as a history.
+    pub fn of(series: &'a ResampledSeries) -> Self {
+        Self { key: &series.key, start_ms: series.grid.start_ms, step_ms: series.grid.step_ms, values: &series.values }
+    }
+
+    /// Its first `n` bins (all of it when it has fewer): the history before
+    /// the origin `n` bins after its start.
+    pub fn first(self, n: usize) -> Self {
+        Self { values: &self.values[..n.min(self.values.len())], ..self }
+    }
+
     /// The forecast origin: the start of the bin right after the history.
     pub fn origin_ms(&self) -> i64 {
         self.start_ms + self.values.len() as i64 * self.step_ms

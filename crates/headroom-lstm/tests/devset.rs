@@ -60,10 +60,7 @@ fn devset() {
     }
     let cfg: LstmConfig = serde_json::from_value(cfg_json).unwrap();
     println!("config: {}", serde_json::to_string(&cfg).unwrap());
-    let hists: Vec<History> = series
-        .iter()
-        .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms: s.grid.step_ms, values: &s.values })
-        .collect();
+    let hists: Vec<History> = series.iter().map(History::of).collect();
     let command = std::env::var("LSTM_COMMAND").unwrap_or_else(|_| {
         format!(
             "LSTM_CFG='{}' RAYON_NUM_THREADS=1 cargo test --workspace --test devset -- --ignored --nocapture",

@@ -41,12 +41,7 @@ fn main() {
     let cfg = ResampleConfig { step_ms: 15 * 60_000, max_gap_ms: i64::MAX, strict: false };
     let series = resample_frame(&frame, &cfg).expect("resample");
     drop(frame);
-    let histories: Vec<History<'_>> = series
-        .iter()
-        .cycle()
-        .take(SERIES)
-        .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms: s.grid.step_ms, values: &s.values })
-        .collect();
+    let histories: Vec<History<'_>> = series.iter().cycle().take(SERIES).map(History::of).collect();
     let before = peak_mib();
 
     let expected = Expectation { feature_set: None, ..Expectation::reference() };

@@ -44,11 +44,8 @@ pub fn run(args: ForecastArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode
     // Short gaps are interpolated; a long gap inside a model's window is an error naming the series and time.
     let cfg = ResampleConfig { step_ms, max_gap_ms: DEFAULT_MAX_GAP_MS, strict: false };
     let series = resample_frame(&frame, &cfg)?;
-    let histories: Vec<History<'_>> = series
-        .iter()
-        .filter(|s| !s.values.is_empty() && wanted(&s.key))
-        .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms, values: &s.values })
-        .collect();
+    let histories: Vec<History<'_>> =
+        series.iter().filter(|s| !s.values.is_empty() && wanted(&s.key)).map(History::of).collect();
     // Bounded before any work: at most a week ahead, or as far as the longest
     // history reaches back if that is longer, and at most 2^28 values out.
     let longest = histories.iter().map(|h| h.values.len()).max().unwrap_or(0);

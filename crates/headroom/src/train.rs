@@ -28,11 +28,7 @@ pub fn run(args: TrainArgs, interrupt: &Interrupt) -> anyhow::Result<ExitCode> {
     let frame = load(&args.data, &args.file.options()?)?;
     let rcfg = ResampleConfig { step_ms: cfg.step_ms, max_gap_ms: i64::MAX, strict: false };
     let series = resample_frame(&frame, &rcfg)?;
-    let histories: Vec<History<'_>> = series
-        .iter()
-        .filter(|s| !s.values.is_empty())
-        .map(|s| History { key: &s.key, start_ms: s.grid.start_ms, step_ms: s.grid.step_ms, values: &s.values })
-        .collect();
+    let histories: Vec<History<'_>> = series.iter().filter(|s| !s.values.is_empty()).map(History::of).collect();
     let opts = TrainOptions {
         cut: args.before_first_origin.then(Protocol::reference),
         command: std::env::args().collect::<Vec<_>>().join(" "),
