@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use headroom_core::{Forecast, Interrupt, ResampledSeries};
+use headroom_engine::models::{expectation, load_lstm};
 use headroom_forecast::protocol::Protocol;
 use headroom_forecast::{Fitted, Forecaster, History};
 use headroom_lstm::train::{cuts, fingerprint};
-use headroom_lstm::{Expectation, LstmConfig, LstmForecaster, LstmModel, TrainOptions};
+use headroom_lstm::{LstmConfig, LstmForecaster, LstmModel, ModelCard, TrainOptions};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -118,23 +119,27 @@ pub fn assign(series: &[ResampledSeries], k: usize) -> Result<Vec<Vec<String>>> 
 }
 
 /// The config the folds are trained with: `cv.config`'s file, else the
-/// shipped model's (its card, when `model_dir` holds one; else the default)
-/// made fast.
-pub fn fold_config(cv: &CrossValidate, model_dir: &Path) -> Result<(LstmConfig, String)> {
-    let read = |path: &Path| -> Result<String> {
-        std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })
-    };
+/// shipped model's (its card, when `model_dir` holds one, checked as a load
+/// checks it; else the default) made fast. Refused before any training when
+/// it is made for another grid step or horizon than `protocol`'s: its
+/// models could not forecast the backtest's origins.
+pub fn fold_config(cv: &CrossValidate, model_dir: &Path, protocol: &Protocol) -> Result<(LstmConfig, String)> {
     let (cfg, source) = match &cv.config {
         Some(path) => {
-            let cfg: LstmConfig = serde_json::from_str(&read(path)?)
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            let cfg: LstmConfig = serde_json::from_str(&text)
                 .map_err(|source| Error::LstmConfig { path: path.clone(), why: source.to_string() })?;
             (cfg, path.display().to_string())
         }
         None => {
             let card = model_dir.join(headroom_lstm::card::CARD);
             if card.is_file() {
-                let card: headroom_lstm::ModelCard = serde_json::from_str(&read(&card)?)
-                    .map_err(|source| Error::LstmConfig { path: card.clone(), why: source.to_string() })?;
+                let text =
+                    std::fs::read_to_string(&card).map_err(|source| Error::Read { path: card.clone(), source })?;
+                let card = ModelCard::parse(&text, &card, &expectation(protocol)).map_err(|source| Error::Lstm {
+                    hint: format!("reading the config of {} for cross-validation", model_dir.display()),
+                    source,
+                })?;
                 let source = format!("the config of {}, trained fast", model_dir.display());
                 (card.config.for_cross_validation(), source)
             } else {
@@ -142,7 +147,20 @@ pub fn fold_config(cv: &CrossValidate, model_dir: &Path) -> Result<(LstmConfig, 
             }
         }
     };
-    cfg.validate().map_err(|e| Error::LstmConfig { path: PathBuf::from(&source), why: e.to_string() })?;
+    let refuse = |why: String| Error::LstmConfig { path: PathBuf::from(&source), why };
+    cfg.validate().map_err(|e| refuse(e.to_string()))?;
+    if cfg.step_ms != protocol.step_ms {
+        return Err(refuse(format!(
+            "step_ms {} is not the backtest's grid step, {} ms (--step)",
+            cfg.step_ms, protocol.step_ms
+        )));
+    }
+    if cfg.horizon != protocol.horizon {
+        return Err(refuse(format!(
+            "horizon {} bins is not the backtest's horizon, {} bins (--horizon)",
+            cfg.horizon, protocol.horizon
+        )));
+    }
     Ok((cfg, source))
 }
 
@@ -160,7 +178,7 @@ pub fn train_folds(
     interrupt: &Interrupt,
 ) -> Result<(ByFold, CrossValidation)> {
     let started = Instant::now();
-    let (cfg, config_source) = fold_config(cv, model_dir)?;
+    let (cfg, config_source) = fold_config(cv, model_dir, protocol)?;
     let folds = assign(series, cv.folds)?;
     let fold_of: HashMap<String, usize> =
         folds.iter().enumerate().flat_map(|(f, ms)| ms.iter().map(move |m| (m.clone(), f))).collect();
@@ -242,13 +260,7 @@ pub fn train_folds(
 /// The model saved in `dir`, when it was trained with `cfg`'s training
 /// settings on the data whose fingerprint is `fp`.
 fn reusable(dir: &Path, cfg: &LstmConfig, fp: &str, protocol: &Protocol) -> Option<LstmModel> {
-    let expected = Expectation {
-        step_ms: protocol.step_ms,
-        horizon: protocol.horizon,
-        feature_set: None,
-        ..Expectation::reference()
-    };
-    let model = LstmModel::load(dir, &expected).ok()?;
+    let model = load_lstm(dir, protocol).ok()?;
     let training = model.card.training.as_ref()?;
     (model.config().trains_like(cfg) && training.report.data_fingerprint == fp).then_some(model)
 }

@@ -179,3 +179,40 @@ fn too_many_folds_or_no_lstm_are_refused_before_any_training() {
     let err = headroom_backtest::run(&opts, &Quiet, &Interrupt::default()).unwrap_err().to_string();
     assert!(err.contains("--cross-validate") && err.contains("lstm"), "{err}");
 }
+
+#[test]
+fn a_config_or_a_model_card_for_another_horizon_is_refused_before_any_training() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let half = LstmConfig { horizon: 2 * DAY / 4, ..tiny(30) };
+
+    // A --cv-config made for 12 h while the backtest forecasts 48 h.
+    let config = dir.path().join("half.json");
+    std::fs::write(&config, serde_json::to_string(&half).unwrap()).unwrap();
+    let opts = options(dir.path(), &config);
+    let err = headroom_backtest::run(&opts, &Quiet, &Interrupt::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("half.json") && err.contains("horizon 48 bins") && err.contains("192 bins (--horizon)"),
+        "{err}"
+    );
+    assert!(!opts.out.join("folds").exists(), "nothing trained");
+
+    // No --cv-config: the shipped model's card is read as loading reads it,
+    // so a card for another horizon is refused with the field that differs.
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    let card = headroom_lstm::ModelCard::new(&half);
+    std::fs::write(model.join("card.json"), serde_json::to_string(&card).unwrap()).unwrap();
+    let opts = Options {
+        model: model.clone(),
+        cross_validate: Some(CrossValidate { folds: 3, config: None }),
+        ..options(dir.path(), &config)
+    };
+    let err = headroom_backtest::run(&opts, &Quiet, &Interrupt::default()).unwrap_err();
+    let chain: Vec<String> =
+        std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source()).map(|e| e.to_string()).collect();
+    let text = chain.join(": ");
+    assert!(text.contains("model card field `horizon` is 48 but 192 is expected"), "{text}");
+    assert!(text.contains(&model.display().to_string()), "{text}");
+    assert!(!opts.out.join("folds").exists(), "nothing trained");
+}

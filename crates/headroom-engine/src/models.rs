@@ -39,13 +39,18 @@ pub fn model(name: &str, model_dir: &Path) -> Result<Box<dyn Forecaster>> {
 /// The LSTM in `model_dir`, refused unless its card has `protocol`'s grid
 /// step and horizon (any feature set this build understands).
 pub fn load_lstm(model_dir: &Path, protocol: &Protocol) -> headroom_lstm::Result<headroom_lstm::LstmModel> {
-    let expected = headroom_lstm::Expectation {
+    headroom_lstm::LstmModel::load(model_dir, &expectation(protocol))
+}
+
+/// What a model card must say to forecast on `protocol`: its grid step and
+/// horizon, with any feature set this build understands.
+pub fn expectation(protocol: &Protocol) -> headroom_lstm::Expectation {
+    headroom_lstm::Expectation {
         step_ms: protocol.step_ms,
         horizon: protocol.horizon,
         feature_set: None,
         ..headroom_lstm::Expectation::reference()
-    };
-    headroom_lstm::LstmModel::load(model_dir, &expected)
+    }
 }
 
 /// What was being loaded, and what to do when it cannot be.
