@@ -175,8 +175,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// An LSTM config for cross-validation is not one.
-    #[error("{}: not an LSTM configuration: {why}", path.display())]
+    /// The LSTM config for cross-validation is not one, or not for the backtest's grid step and horizon.
+    #[error("{}: cannot cross-validate with this LSTM configuration: {why}", path.display())]
     LstmConfig {
         /// The file (or where the config came from).
         path: std::path::PathBuf,
