@@ -124,22 +124,23 @@ pub fn assign(series: &[ResampledSeries], k: usize) -> Result<Vec<Vec<String>>> 
 /// it is made for another grid step or horizon than `protocol`'s: its
 /// models could not forecast the backtest's origins.
 pub fn fold_config(cv: &CrossValidate, model_dir: &Path, protocol: &Protocol) -> Result<(LstmConfig, String)> {
+    let read = |path: &Path| -> Result<String> {
+        std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })
+    };
     let (cfg, source) = match &cv.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.clone(), source })?;
-            let cfg: LstmConfig = serde_json::from_str(&text)
+            let cfg: LstmConfig = serde_json::from_str(&read(path)?)
                 .map_err(|source| Error::LstmConfig { path: path.clone(), why: source.to_string() })?;
             (cfg, path.display().to_string())
         }
         None => {
             let card = model_dir.join(headroom_lstm::card::CARD);
             if card.is_file() {
-                let text =
-                    std::fs::read_to_string(&card).map_err(|source| Error::Read { path: card.clone(), source })?;
-                let card = ModelCard::parse(&text, &card, &expectation(protocol)).map_err(|source| Error::Lstm {
-                    hint: format!("reading the config of {} for cross-validation", model_dir.display()),
-                    source,
-                })?;
+                let card =
+                    ModelCard::parse(&read(&card)?, &card, &expectation(protocol)).map_err(|source| Error::Lstm {
+                        hint: format!("reading the config of {} for cross-validation", model_dir.display()),
+                        source,
+                    })?;
                 let source = format!("the config of {}, trained fast", model_dir.display());
                 (card.config.for_cross_validation(), source)
             } else {

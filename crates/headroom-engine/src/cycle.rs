@@ -95,8 +95,7 @@ pub fn configured_replicas(t: &Target, limits: &Limits, key: &SeriesKey) -> Opti
 /// The bins of `s` that end at or before `now_ms`, as a forecasting history.
 fn history_until<'a>(s: &'a ResampledSeries, now_ms: i64) -> History<'a> {
     let step = s.grid.step_ms;
-    let n =
-        if now_ms <= s.grid.start_ms { 0 } else { (((now_ms - s.grid.start_ms) / step) as usize).min(s.values.len()) };
+    let n = if now_ms <= s.grid.start_ms { 0 } else { ((now_ms - s.grid.start_ms) / step) as usize };
     History::of(s).first(n)
 }
 

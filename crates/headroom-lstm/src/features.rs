@@ -74,18 +74,27 @@ pub fn seasonal(real: &[f64], day: usize, horizon: usize) -> (Vec<f64>, Vec<f64>
     let has_week = n >= week;
     let last_week: Vec<f64> =
         if has_week { (0..horizon).map(|k| real[n - week + k % week]).collect() } else { last_day.clone() };
-    let days = (n / day).clamp(1, 7);
-    let mean: Vec<f64> =
-        (0..horizon).map(|k| (1..=days).map(|d| real[n - d * day + k % day]).sum::<f64>() / days as f64).collect();
+    let days = days_back(n, day);
+    let mean: Vec<f64> = (0..horizon).map(|k| same_time_of_day(real, day, k).sum::<f64>() / days as f64).collect();
     (last_day, last_week, mean, has_week)
 }
 
 /// The largest value at the same time of day over the window's last days
 /// (up to seven), over `horizon` bins: the seasonal maximum channel.
 pub fn seasonal_max(real: &[f64], day: usize, horizon: usize) -> Vec<f64> {
+    (0..horizon).map(|k| same_time_of_day(real, day, k).fold(f64::NEG_INFINITY, f64::max)).collect()
+}
+
+/// Whole days the seasonal mean and maximum look back over: up to seven, at least one.
+fn days_back(n: usize, day: usize) -> usize {
+    (n / day).clamp(1, 7)
+}
+
+/// The window's values at horizon bin `k`'s time of day on each of its last
+/// [`days_back`] days, the latest first.
+fn same_time_of_day(real: &[f64], day: usize, k: usize) -> impl Iterator<Item = f64> + '_ {
     let n = real.len();
-    let days = (n / day).clamp(1, 7);
-    (0..horizon).map(|k| (1..=days).map(|d| real[n - d * day + k % day]).fold(f64::NEG_INFINITY, f64::max)).collect()
+    (1..=days_back(n, day)).map(move |d| real[n - d * day + k % day])
 }
 
 /// Network inputs of many windows, flat and row-major, ready to become tensors.
