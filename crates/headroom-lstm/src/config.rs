@@ -15,6 +15,9 @@ pub enum Base {
     SnaiveDaily,
     /// The mean of the last days (up to seven) at the same time of day.
     SeasonalMean,
+    /// The median of the last days (up to seven) at the same time of day:
+    /// a spike on one of them moves it less than the mean.
+    SeasonalMedian,
 }
 
 /// The widest `hidden` / `head_hidden` accepted.
@@ -223,7 +226,7 @@ fn yes() -> bool {
     true
 }
 fn default_base() -> Base {
-    Base::SeasonalMean
+    Base::SeasonalMedian
 }
 fn default_clip() -> f64 {
     30.0

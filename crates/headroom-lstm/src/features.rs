@@ -85,6 +85,21 @@ pub fn seasonal_max(real: &[f64], day: usize, horizon: usize) -> Vec<f64> {
     (0..horizon).map(|k| same_time_of_day(real, day, k).fold(f64::NEG_INFINITY, f64::max)).collect()
 }
 
+/// The median of the values at the same time of day over the window's last
+/// days (up to seven), over `horizon` bins (the middle two averaged for an even count).
+pub fn seasonal_median(real: &[f64], day: usize, horizon: usize) -> Vec<f64> {
+    let mut v = Vec::with_capacity(7);
+    (0..horizon)
+        .map(|k| {
+            v.clear();
+            v.extend(same_time_of_day(real, day, k));
+            v.sort_by(f64::total_cmp);
+            let m = v.len() / 2;
+            if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+        })
+        .collect()
+}
+
 /// Whole days the seasonal mean and maximum look back over: up to seven, at least one.
 fn days_back(n: usize, day: usize) -> usize {
     (n / day).clamp(1, 7)
@@ -164,6 +179,9 @@ impl Inputs {
             Base::Zero => self.base.extend(std::iter::repeat_n(0.0, cfg.horizon)),
             Base::SnaiveDaily => self.base.extend(last_day.iter().map(|v| s.apply(*v, cfg.clip) as f32)),
             Base::SeasonalMean => self.base.extend(mean.iter().map(|v| s.apply(*v, cfg.clip) as f32)),
+            Base::SeasonalMedian => {
+                self.base.extend(seasonal_median(real, day, cfg.horizon).iter().map(|v| s.apply(*v, cfg.clip) as f32))
+            }
         }
         if cfg.envelope > 0 {
             let recent = &real[n.saturating_sub(cfg.envelope)..];

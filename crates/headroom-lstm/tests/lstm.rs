@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use headroom_core::SeriesKey;
 use headroom_forecast::{Error as FE, Forecaster, History};
 use headroom_lstm::card::{CARD, FORMAT_VERSION};
-use headroom_lstm::features::{Scaling, calendar, pinball, seasonal, seasonal_max};
+use headroom_lstm::features::{Inputs, Scaling, calendar, pinball, seasonal, seasonal_max, seasonal_median};
 use headroom_lstm::model::{Output, peak_head_loss, peak_loss, pinball_loss, training_loss};
 use headroom_lstm::{Base, Error, Expectation, LstmConfig, LstmForecaster, LstmModel, TrainOptions, train};
 
@@ -100,6 +100,31 @@ fn scaling_is_level_of_last_day_over_seasonal_mae() {
     // The seasonal maximum: a spike at the second bin of one day of three
     // (9) stays whole where the mean would smooth it to (2 + 9 + 2) / 3.
     assert_eq!(seasonal_max(&[1.0, 2.0, 1.0, 9.0, 1.0, 2.0], 2, 3), vec![1.0, 9.0, 1.0]);
+    // The seasonal median leaves that spike out (2, where the mean is 13/3);
+    // over an even number of days the middle two are averaged.
+    assert_eq!(seasonal_median(&[1.0, 2.0, 1.0, 9.0, 1.0, 2.0], 2, 3), vec![1.0, 2.0, 1.0]);
+    assert_eq!(seasonal_median(&[1.0, 2.0, 3.0, 5.0], 2, 3), vec![2.0, 3.5, 2.0]);
+}
+
+#[test]
+fn the_default_median_is_a_residual_over_the_seasonal_median_so_one_spiky_day_does_not_lift_it() {
+    let cfg = LstmConfig::default();
+    assert_eq!(cfg.base, Base::SeasonalMedian);
+    // A week of 1.0 with one 9.0 at 20:00 on one day: the base at 20:00
+    // tomorrow is 1.0; the mean of the seven days is lifted by the spike
+    // (to 15/7 before scaled values are clipped).
+    let mut week = vec![1.0; 7 * DAY];
+    week[3 * DAY + 80] = 9.0;
+    let mut rows = Inputs::default();
+    rows.push(&cfg, &week, 7 * DAY as i64 * STEP, None);
+    let base: Vec<f64> = rows.base.iter().map(|b| rows.scaling[0].invert(f64::from(*b))).collect();
+    assert_eq!(base.len(), cfg.horizon);
+    assert!((base[80] - 1.0).abs() < 1e-5, "{}", base[80]);
+    let mean = LstmConfig { base: Base::SeasonalMean, ..LstmConfig::default() };
+    let mut rows = Inputs::default();
+    rows.push(&mean, &week, 7 * DAY as i64 * STEP, None);
+    let at_80 = rows.scaling[0].invert(f64::from(rows.base[80]));
+    assert!(at_80 > 1.5, "the mean base is lifted by the spike: {at_80}");
 }
 
 #[test]
