@@ -75,32 +75,38 @@ pub fn seasonal(real: &[f64], day: usize, horizon: usize) -> (Vec<f64>, Vec<f64>
     let last_week: Vec<f64> =
         if has_week { (0..horizon).map(|k| real[n - week + k % week]).collect() } else { last_day.clone() };
     let days = days_back(n, day);
-    let mean: Vec<f64> = (0..horizon).map(|k| same_time_of_day(real, day, k).sum::<f64>() / days as f64).collect();
+    let mean = per_time_of_day(day, horizon, |k| same_time_of_day(real, day, k).sum::<f64>() / days as f64);
     (last_day, last_week, mean, has_week)
 }
 
 /// The largest value at the same time of day over the window's last days
 /// (up to seven), over `horizon` bins: the seasonal maximum channel.
 pub fn seasonal_max(real: &[f64], day: usize, horizon: usize) -> Vec<f64> {
-    (0..horizon).map(|k| same_time_of_day(real, day, k).fold(f64::NEG_INFINITY, f64::max)).collect()
+    per_time_of_day(day, horizon, |k| same_time_of_day(real, day, k).fold(f64::NEG_INFINITY, f64::max))
 }
 
 /// The median of the values at the same time of day over the window's last
 /// days (up to seven), over `horizon` bins (the middle two averaged for an even count).
 pub fn seasonal_median(real: &[f64], day: usize, horizon: usize) -> Vec<f64> {
     let mut v = Vec::with_capacity(7);
-    (0..horizon)
-        .map(|k| {
-            v.clear();
-            v.extend(same_time_of_day(real, day, k));
-            v.sort_by(f64::total_cmp);
-            let m = v.len() / 2;
-            if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
-        })
-        .collect()
+    per_time_of_day(day, horizon, |k| {
+        v.clear();
+        v.extend(same_time_of_day(real, day, k));
+        v.sort_by(f64::total_cmp);
+        let m = v.len() / 2;
+        if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    })
 }
 
-/// Whole days the seasonal mean and maximum look back over: up to seven, at least one.
+/// `at(k)` for each time of day of the horizon's first day, repeated over
+/// the `horizon` bins: the seasonal channels depend on `k` only through
+/// `k % day`, so a 2-day horizon computes each value once, not twice.
+fn per_time_of_day(day: usize, horizon: usize, at: impl FnMut(usize) -> f64) -> Vec<f64> {
+    let once: Vec<f64> = (0..day.min(horizon)).map(at).collect();
+    (0..horizon).map(|k| once[k % day]).collect()
+}
+
+/// Whole days the seasonal mean, median and maximum look back over: up to seven, at least one.
 fn days_back(n: usize, day: usize) -> usize {
     (n / day).clamp(1, 7)
 }
@@ -165,10 +171,10 @@ impl Inputs {
         let (last_day, last_week, mean, has_week) = seasonal(real, day, cfg.horizon);
         if cfg.seasonal_channels {
             for ch in [&last_day, &last_week, &mean] {
-                self.ctx.extend(ch.iter().map(|v| s.apply(*v, cfg.clip) as f32));
+                self.ctx.extend(scaled(&s, cfg.clip, ch));
             }
             if cfg.seasonal_max {
-                self.ctx.extend(seasonal_max(real, day, cfg.horizon).iter().map(|v| s.apply(*v, cfg.clip) as f32));
+                self.ctx.extend(scaled(&s, cfg.clip, &seasonal_max(real, day, cfg.horizon)));
             }
             self.ctx.push(if has_week { 1.0 } else { 0.0 });
         }
@@ -177,11 +183,9 @@ impl Inputs {
         }
         match cfg.base {
             Base::Zero => self.base.extend(std::iter::repeat_n(0.0, cfg.horizon)),
-            Base::SnaiveDaily => self.base.extend(last_day.iter().map(|v| s.apply(*v, cfg.clip) as f32)),
-            Base::SeasonalMean => self.base.extend(mean.iter().map(|v| s.apply(*v, cfg.clip) as f32)),
-            Base::SeasonalMedian => {
-                self.base.extend(seasonal_median(real, day, cfg.horizon).iter().map(|v| s.apply(*v, cfg.clip) as f32))
-            }
+            Base::SnaiveDaily => self.base.extend(scaled(&s, cfg.clip, &last_day)),
+            Base::SeasonalMean => self.base.extend(scaled(&s, cfg.clip, &mean)),
+            Base::SeasonalMedian => self.base.extend(scaled(&s, cfg.clip, &seasonal_median(real, day, cfg.horizon))),
         }
         if cfg.envelope > 0 {
             let recent = &real[n.saturating_sub(cfg.envelope)..];
@@ -192,10 +196,15 @@ impl Inputs {
             self.envelope.push((f64::NEG_INFINITY, f64::INFINITY));
         }
         if let Some(t) = target {
-            self.target.extend(t.iter().map(|v| s.apply(*v, cfg.clip) as f32));
+            self.target.extend(scaled(&s, cfg.clip, t));
         }
         self.scaling.push(s);
     }
+}
+
+/// `values` scaled by `s` and clipped to ±`clip`, as the network reads them.
+fn scaled<'a>(s: &'a Scaling, clip: f64, values: &'a [f64]) -> impl Iterator<Item = f32> + 'a {
+    values.iter().map(move |v| s.apply(*v, clip) as f32)
 }
 
 /// Pinball (quantile) loss of one prediction: `max(q·(y − p), (q − 1)·(y − p))`.
