@@ -226,7 +226,7 @@ pub fn minutes(v: f64) -> String {
 // ---------------------------------------------------------------- the lists
 
 /// One model over all series (MASE and sMAPE averaged per series first).
-pub static MODEL_SCORES: [Column<ModelScore>; 18] = [
+pub static MODEL_SCORES: [Column<ModelScore>; 20] = [
     Column {
         name: "model",
         get: Get::Text(|s| s.model.clone()),
@@ -331,6 +331,30 @@ pub static MODEL_SCORES: [Column<ModelScore>; 18] = [
         get: Get::Number(|s| s.sat_p99.recall()),
         text: None,
         html: Some(Shown::new("saturation recall (p99)", |s| num(s.sat_p99.recall(), 2))),
+    },
+    // Discrimination, whatever the calibration: the best precision of p90's
+    // peak at recall ≥ 0.95 (0.99) with every threshold moved by one factor.
+    Column {
+        name: "sat_p90_precision_at_recall_95",
+        get: Get::Number(|s| s.sat_p90_precision_at_recall[0]),
+        text: None,
+        html: Some(
+            Shown::new("saturation precision at recall ≥ 0.95 (p90 peak, any level)", |s: &ModelScore| {
+                num(s.sat_p90_precision_at_recall[0], 3)
+            })
+            .best(Best::Highest),
+        ),
+    },
+    Column {
+        name: "sat_p90_precision_at_recall_99",
+        get: Get::Number(|s| s.sat_p90_precision_at_recall[1]),
+        text: None,
+        html: Some(
+            Shown::new("saturation precision at recall ≥ 0.99 (p90 peak, any level)", |s: &ModelScore| {
+                num(s.sat_p90_precision_at_recall[1], 3)
+            })
+            .best(Best::Highest),
+        ),
     },
 ];
 
@@ -507,7 +531,9 @@ mod tests {
                 "saturation precision (p95)",
                 "saturation recall (p95)",
                 "saturation precision (p99)",
-                "saturation recall (p99)"
+                "saturation recall (p99)",
+                "saturation precision at recall ≥ 0.95 (p90 peak, any level)",
+                "saturation precision at recall ≥ 0.99 (p90 peak, any level)"
             ]
         );
     }

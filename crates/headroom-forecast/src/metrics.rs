@@ -105,6 +105,14 @@ pub struct PairScore {
     /// Whether p99's max crossed it (false in scores written before the tails).
     #[serde(default)]
     pub flag_p99: bool,
+    /// p90's max over the threshold (NaN without a threshold, and in scores
+    /// written before it): the alarm score behind [`ModelScore::sat_p90_precision_at_recall`].
+    #[serde(default = "nan")]
+    pub p90_peak_ratio: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Scores one forecast: `actual` are the bins it covers, `history` every bin
@@ -138,6 +146,7 @@ pub fn score_pair(q: &Quantiles, actual: &[f64], history: &[f64], season: usize,
         flag_p90: flag(p90),
         flag_p95: flag(&q.p95),
         flag_p99: flag(&q.p99),
+        p90_peak_ratio: threshold.map_or(f64::NAN, |t| max(p90) / t),
     }
 }
 
@@ -251,6 +260,21 @@ pub struct ModelScore {
     /// Saturation flags from p99 (empty in scores written before the tails).
     #[serde(default)]
     pub sat_p99: Confusion,
+    /// How well p90's peak tells the pairs that saturate from those that do
+    /// not, whatever its calibration: the best saturation precision reachable
+    /// with recall at least 0.95 and at least 0.99 ([`SAT_RECALLS`]) by
+    /// moving every threshold by one common factor (flagging a pair when its
+    /// p90 max is above factor × threshold; factor 1 is [`ModelScore::sat_p90`]).
+    /// NaN when nothing saturated (and in scores written before it).
+    #[serde(default = "nans")]
+    pub sat_p90_precision_at_recall: [f64; 2],
+}
+
+/// The recalls [`ModelScore::sat_p90_precision_at_recall`] is read at.
+pub const SAT_RECALLS: [f64; 2] = [0.95, 0.99];
+
+fn nans() -> [f64; 2] {
+    [f64::NAN; 2]
 }
 
 impl ModelScore {
@@ -261,6 +285,7 @@ impl ModelScore {
         let (mut sat_p50, mut sat_p90) = (Confusion::default(), Confusion::default());
         let (mut sat_p95, mut sat_p99) = (Confusion::default(), Confusion::default());
         let (mut series, mut in_band) = (0, 0usize);
+        let mut alarms = Vec::new();
         for pairs_of in per_series.iter().filter(|p| !p.is_empty()) {
             series += 1;
             let (c, n) = pairs_of.iter().fold((0, 0), |(c, n), p| (c + p.covered, n + p.steps));
@@ -281,6 +306,9 @@ impl ModelScore {
                     sat_p90.add(p.flag_p90, event);
                     sat_p95.add(p.flag_p95, event);
                     sat_p99.add(p.flag_p99, event);
+                    if !p.p90_peak_ratio.is_nan() {
+                        alarms.push((p.p90_peak_ratio, event));
+                    }
                 }
             }
         }
@@ -308,8 +336,31 @@ impl ModelScore {
             sat_p90,
             sat_p95,
             sat_p99,
+            sat_p90_precision_at_recall: SAT_RECALLS.map(|r| precision_at_recall(&mut alarms, r)),
         }
     }
+}
+
+/// The best precision of the alarm "score above a cut" over every cut whose
+/// recall is at least `recall`, for `(score, event)` pairs; NaN when no pair
+/// is an event. Pairs with equal scores are flagged together, as a cut cannot
+/// split them. Sorts `alarms` (highest score first).
+pub fn precision_at_recall(alarms: &mut [(f64, bool)], recall: f64) -> f64 {
+    let events = alarms.iter().filter(|a| a.1).count();
+    if events == 0 {
+        return f64::NAN;
+    }
+    alarms.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut flagged, mut best) = (0usize, 0usize, f64::NAN);
+    for (i, (score, event)) in alarms.iter().enumerate() {
+        flagged += 1;
+        tp += usize::from(*event);
+        let last_of_tie = alarms.get(i + 1).is_none_or(|next| next.0 != *score);
+        if last_of_tie && tp as f64 >= recall * events as f64 {
+            best = f64::max(best, tp as f64 / flagged as f64);
+        }
+    }
+    best
 }
 
 /// The p10–p90 coverage a series' own forecasts should have (nominal 0.8):
@@ -428,6 +479,7 @@ mod tests {
             flag_p95: flag,
             // p99 flags every pair.
             flag_p99: true,
+            p90_peak_ratio: if flag { 1.5 } else { 0.5 },
         };
         let s = ModelScore::from_pairs(
             "m",
@@ -442,6 +494,40 @@ mod tests {
         assert_eq!((s.sat_p90.precision(), s.sat_p90.recall()), (0.5, 0.5));
         assert_eq!(s.sat_p95, s.sat_p90);
         assert_eq!(s.sat_p99, Confusion { tp: 2, fp: 1, fn_: 0 });
+        // Recall 0.95 needs both events: only the cut below 0.5 has it (2 of 3 flagged).
+        assert_eq!(s.sat_p90_precision_at_recall, [2.0 / 3.0; 2]);
+    }
+
+    #[test]
+    fn precision_at_recall_is_the_best_cut_that_still_catches_enough_events() {
+        // Scores highest first: 0.9 event, 0.8 no event, 0.7 event, 0.6 no event, 0.5 event.
+        let mut alarms = [(0.5, true), (0.7, true), (0.9, true), (0.6, false), (0.8, false)];
+        // Every event: only the cut below 0.5, all five flagged.
+        assert_eq!(precision_at_recall(&mut alarms, 1.0), 0.6);
+        // Two of three events: below 0.7 (2 of 3 flagged) beats below 0.6 (2 of 4) and 0.5 (3 of 5).
+        assert_eq!(precision_at_recall(&mut alarms, 0.6), 2.0 / 3.0);
+        // One event is enough: the top pair alone.
+        assert_eq!(precision_at_recall(&mut alarms, 0.3), 1.0);
+        // A tie cannot be split: the event at 0.7 brings the non-event tied with it.
+        let mut tied = [(0.9, true), (0.7, true), (0.7, false), (0.1, false)];
+        assert_eq!(precision_at_recall(&mut tied, 1.0), 2.0 / 3.0);
+        // No event: nothing to recall.
+        assert!(precision_at_recall(&mut [(0.9, false)], 0.95).is_nan());
+    }
+
+    #[test]
+    fn the_p90_peak_over_the_threshold_is_the_alarm_score_and_factor_one_is_the_flag() {
+        let q = Quantiles {
+            p10: vec![0.0; 3],
+            p50: vec![1.0; 3],
+            p90: vec![2.0, 4.0, 3.0],
+            p95: vec![4.0; 3],
+            p99: vec![5.0; 3],
+        };
+        let s = score_pair(&q, &[1.0, 1.0, 1.0], &[1.0; 8], 2, Some(3.2));
+        assert_eq!(s.p90_peak_ratio, 4.0 / 3.2);
+        assert!(s.flag_p90 && s.p90_peak_ratio > 1.0);
+        assert!(score_pair(&q, &[1.0; 3], &[1.0; 8], 2, None).p90_peak_ratio.is_nan());
     }
 
     #[test]
@@ -458,6 +544,7 @@ mod tests {
             flag_p90: false,
             flag_p95: false,
             flag_p99: false,
+            p90_peak_ratio: f64::NAN,
         };
         let key = SeriesKey::new("nab/a", "cpu").unwrap();
         let s = SeriesScore::from_pairs(

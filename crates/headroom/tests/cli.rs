@@ -304,6 +304,18 @@ fn backtest_scores_each_series_in_csv_and_parquet_matching_the_pooled_scores() {
         let want = pooled["mean_mase"].as_f64().unwrap();
         let got = mase.iter().sum::<f64>() / mase.len() as f64;
         assert!((got - want).abs() <= 1e-9 * want.abs(), "{model}: scores.csv {got}, scores.json {want}");
+        // The best precision at recall >= 0.95 and >= 0.99, over every common
+        // factor on the thresholds: 0.99 is the stricter, and factor 1 (the
+        // p90 flag) is one of the cuts tried.
+        let sat = &pooled["sat_p90"];
+        let (tp, fp, fn_) = (sat["tp"].as_f64().unwrap(), sat["fp"].as_f64().unwrap(), sat["fn_"].as_f64().unwrap());
+        assert!(tp + fn_ > 0.0, "{model}: the three series saturate");
+        let at = &pooled["sat_p90_precision_at_recall"];
+        let (at95, at99) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        assert!(0.0 < at99 && at99 <= at95 && at95 <= 1.0, "{model}: {at}");
+        if tp / (tp + fn_) >= 0.99 {
+            assert!(at99 >= tp / (tp + fp), "{model}: {at} below the p90 flag's own precision");
+        }
         let nab = json["groups"]["nab"].as_array().unwrap().iter().find(|s| s["model"] == model).unwrap();
         let nab_row = mine.iter().find(|r| r[1] == "nab").unwrap();
         assert!((nab_row[7].parse::<f64>().unwrap() - nab["mean_mase"].as_f64().unwrap()).abs() < 1e-9);
