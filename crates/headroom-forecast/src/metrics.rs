@@ -5,6 +5,8 @@
 //! series' threshold; a forecast flags it when its own max is above: of p50,
 //! p90, and the risk tails p95 and p99); and calibration (per model, the share
 //! of actuals at or below each quantile, against the quantile's nominal level).
+//! One measure is headroom's own, not the scorer's: [`precision_at_recall`],
+//! how well p90's peak ranks the pairs that saturate whatever its calibration.
 
 use std::collections::HashMap;
 
