@@ -188,6 +188,12 @@ fn three_series(dir: &Path) {
     std::fs::write(data.join("limits.csv"), kept).unwrap();
 }
 
+/// A saturation confusion of scores.json (`{"tp", "fp", "fn_"}`) as numbers.
+fn confusion(sat: &serde_json::Value) -> (f64, f64, f64) {
+    let count = |k: &str| sat[k].as_f64().unwrap_or_else(|| panic!("{k} in {sat}"));
+    (count("tp"), count("fp"), count("fn_"))
+}
+
 fn json_file(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
@@ -252,8 +258,7 @@ fn backtest_scores_agree_with_the_reference_scorer() {
             let (x, y) = (r[a].as_f64().unwrap(), s[b].as_f64().unwrap());
             assert!((x - y).abs() < 1e-9, "{a}: score.py {x}, headroom {y}");
         }
-        let sat = &s["sat_p90"];
-        let (tp, fp, fn_) = (sat["tp"].as_f64().unwrap(), sat["fp"].as_f64().unwrap(), sat["fn_"].as_f64().unwrap());
+        let (tp, fp, fn_) = confusion(&s["sat_p90"]);
         let (p, r90) = (r["sat_p90"][0].as_f64(), r["sat_p90"][1].as_f64());
         if let Some(p) = p.filter(|p| p.is_finite()) {
             assert!((p - tp / (tp + fp)).abs() < 1e-9);
@@ -307,8 +312,7 @@ fn backtest_scores_each_series_in_csv_and_parquet_matching_the_pooled_scores() {
         // The best precision at recall >= 0.95 and >= 0.99, over every common
         // factor on the thresholds: 0.99 is the stricter, and factor 1 (the
         // p90 flag) is one of the cuts tried.
-        let sat = &pooled["sat_p90"];
-        let (tp, fp, fn_) = (sat["tp"].as_f64().unwrap(), sat["fp"].as_f64().unwrap(), sat["fn_"].as_f64().unwrap());
+        let (tp, fp, fn_) = confusion(&pooled["sat_p90"]);
         assert!(tp + fn_ > 0.0, "{model}: the three series saturate");
         let at = &pooled["sat_p90_precision_at_recall"];
         let (at95, at99) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
@@ -577,8 +581,7 @@ fn readme_numbers_are_what_the_backtest_wrote(scores: &serde_json::Value) {
         let smape = if f("mean_smape") < 1.0 { 100.0 * f("mean_smape") } else { f("mean_smape") };
         same(&format!("{name} sMAPE"), &row[3], smape);
         same(&format!("{name} coverage"), &row[4], f("coverage"));
-        let sat = &s["sat_p90"];
-        let (tp, fp, fn_) = (sat["tp"].as_f64().unwrap(), sat["fp"].as_f64().unwrap(), sat["fn_"].as_f64().unwrap());
+        let (tp, fp, fn_) = confusion(&s["sat_p90"]);
         let (p, r) = row[5].split_once('/').unwrap();
         same(&format!("{name} saturation precision"), p, tp / (tp + fp));
         same(&format!("{name} saturation recall"), r, tp / (tp + fn_));
