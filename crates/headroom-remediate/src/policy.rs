@@ -11,7 +11,9 @@
 //!    `max_sample_age`.
 //! 2. **forecast health**: a degraded forecast turns predictive actions off;
 //!    only observed saturation (the newest actual value above the level)
-//!    can still scale out.
+//!    can still scale out. Observed saturation always can (the reactive
+//!    floor): no forecast, however healthy, holds back the scale-out that
+//!    the newest actual value needs.
 //! 3. **lead time**: predicted saturation further ahead than `lead_time` waits.
 //! 4. **ladder** (crash patterns): rungs in order, each after its backoff; an
 //!    exhausted ladder stops acting and alerts.
@@ -456,15 +458,48 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
         Risk::Saturation(x) => Some(x),
         _ => None,
     });
-    if let Some(sat) = sat {
-        return saturation(t, s, sat, now_ms);
+    let d = match sat {
+        Some(sat) => saturation(t, s, sat, now_ms),
+        None => no_saturation(t, s, now_ms),
+    };
+    reactive_floor(t, s, d, sat.is_some(), now_ms)
+}
+
+/// The reactive floor: when the newest actual value is already above the
+/// level, the decision is never to scale out less than that value needs. With
+/// no forecast, a degraded one, or a healthy one whose decision falls short
+/// (it saw no risk, its crossing is beyond the lead time, or its peak is
+/// lower than what is happening now), the reactive rule decides instead and
+/// says what the forecast said. A forecast can add headroom before a
+/// saturation, never hold back the scale-out one that is happening needs.
+fn reactive_floor(t: &Target, s: &TargetState, d: Decision, forecast: bool, now_ms: i64) -> Decision {
+    let planned = match d.action {
+        Action::ScaleTo { replicas } => Some(replicas),
+        _ => None,
+    };
+    let (why, health) = match s.health.as_ref() {
+        Some(h) if h.degraded => (format!("forecast degraded ({})", h.reason), Verdict::Blocked),
+        _ if !forecast && s.forecast.is_none() => ("no forecast".to_string(), Verdict::Blocked),
+        _ => (format!("the forecast asks for less: {}", d.reason), Verdict::Passed),
+    };
+    let Some(mut r) = reactive(t, s, now_ms, &why) else { return d };
+    match r.action {
+        Action::ScaleTo { replicas: needed } if planned.is_some_and(|p| p >= needed) => return d,
+        Action::ScaleTo { .. } => {}
+        // It cannot scale (at max_replicas, or a platform that does not scale):
+        // its alert says so, unless the forecast's decision acts or alerts itself.
+        _ if r.alert && !d.action.is_some() && !d.alert => {}
+        _ => return d,
     }
-    if s.forecast.is_none()
-        && let Some(d) = reactive(t, s, now_ms, "no forecast")
-    {
-        return d;
-    }
-    no_saturation(t, s, now_ms)
+    let detail = match health {
+        Verdict::Passed => format!(
+            "{}; the newest actual value needs more: reactive floor",
+            s.health.as_ref().map_or("not scored yet", |h| h.reason.as_str())
+        ),
+        _ => format!("{why}: reactive rule"),
+    };
+    r.guardrails.insert(0, Guardrail { name: "forecast_health".into(), verdict: health, detail });
+    r
 }
 
 /// Predicted saturation: scale out so that the predicted peak fits under
@@ -476,9 +511,7 @@ fn saturation(t: &Target, s: &TargetState, sat: &Saturation, now_ms: i64) -> Dec
     let mut d = base(t, "saturation", sat.window_start_ms, what, now_ms);
     d.evidence = Some(evidence);
     if let Some(h) = s.health.as_ref().filter(|h| h.degraded) {
-        if let Some(d) = reactive(t, s, now_ms, &format!("forecast degraded ({})", h.reason)) {
-            return d;
-        }
+        // Observed saturation may still scale out: see `reactive_floor`.
         d.alert = true;
         d.reason = format!("{} — forecast degraded ({}): predictive actions off", d.reason, h.reason);
         guard(&mut d, "forecast_health", Verdict::Blocked, h.reason.clone());
@@ -596,7 +629,7 @@ fn scale_in_blocked(s: &TargetState, peak: Option<f64>, level: f64, recent_max: 
 }
 
 /// The reactive rule every user has today: the newest actual value is above
-/// the level → scale out for it. Used when there is no forecast or it is degraded.
+/// the level → scale out for it ([`reactive_floor`] says when it decides).
 fn reactive(t: &Target, s: &TargetState, now_ms: i64, why: &str) -> Option<Decision> {
     let level = s.level?;
     let latest = s.recent.last().copied().filter(|v| *v > level)?;
@@ -604,7 +637,6 @@ fn reactive(t: &Target, s: &TargetState, now_ms: i64, why: &str) -> Option<Decis
         format!("observed {latest:.4} > {level:.4} on {}:{} ({why}: acting on the actual value)", t.entity, t.metric);
     let mut d = base(t, "saturation", Grid::align(HOUR_MS, now_ms), reason, now_ms);
     d.evidence = Some(observed(format!("{}:{}", t.entity, t.metric), latest, now_ms, level));
-    guard(&mut d, "forecast_health", Verdict::Blocked, format!("{why}: reactive rule"));
     Some(scale_for(t, s, d, latest / level))
 }
 
@@ -804,29 +836,115 @@ mod tests {
         assert_eq!(verdict(d, "lead_time"), Some(Verdict::Blocked));
     }
 
+    /// The forecast evidence of `web`'s p90: its peak an hour from now, level 0.8.
+    fn p90_peak(peak: f64, crosses_at_ms: Option<i64>) -> Evidence {
+        Evidence {
+            series: "k8s/shop/deployment/web:cpu".into(),
+            model: "lstm".into(),
+            origin_ms: NOW,
+            quantile: Some(0.9),
+            peak,
+            peak_at_ms: NOW + HOUR_MS,
+            threshold: 0.8,
+            crosses_at_ms,
+        }
+    }
+
+    /// A scale-out of `t` carried out `ago_min` minutes ago.
+    fn scaled(t: &Target, id: &str, replicas: u32, ago_min: i64, mode: Mode, outcome: Outcome) -> PastAction {
+        PastAction {
+            id: id.into(),
+            target: t.name.clone(),
+            action: Action::ScaleTo { replicas },
+            risk: "saturation".into(),
+            window_start_ms: NOW - HOUR_MS,
+            at_ms: NOW - ago_min * MIN,
+            mode,
+            outcome,
+        }
+    }
+
+    fn health(t: &Target, degraded: bool) -> ForecastHealth {
+        ForecastHealth {
+            key: SeriesKey { entity: t.entity.clone(), metric: t.metric.clone() },
+            mase: Some(if degraded { 4.0 } else { 0.8 }),
+            coverage: Some(if degraded { 0.2 } else { 0.8 }),
+            scored: 96,
+            degraded,
+            reason: if degraded { "MASE 4.00 > 2.00" } else { "MASE 0.80 ≤ 2.00" }.into(),
+        }
+    }
+
     #[test]
     fn a_degraded_forecast_turns_predictive_actions_off_and_reactive_rules_on() {
         let t = web();
-        let degraded = ForecastHealth {
-            key: SeriesKey { entity: t.entity.clone(), metric: t.metric.clone() },
-            mase: Some(4.0),
-            coverage: Some(0.2),
-            scored: 96,
-            degraded: true,
-            reason: "MASE 4.00 > 2.00".into(),
-        };
         let mut s = fresh(4);
         s.level = Some(0.8);
-        s.health = Some(degraded);
+        s.health = Some(health(&t, true));
         s.recent = vec![0.5, 0.6];
         let d = &one(&t, &[sat(&t, 60, 1.2)], s.clone()).decisions[0];
         assert_eq!(d.action, Action::None, "predictive action on a degraded forecast: {d:?}");
         assert!(d.alert);
-        // The newest actual is already over the level (0.9 > 0.8): scale on what is observed.
+        // The newest actual is already over the level (0.9 > 0.8): scale on what is observed,
+        // whether the degraded forecast predicted a saturation or not.
         s.recent = vec![0.5, 0.9];
-        let d = &one(&t, &[sat(&t, 60, 1.2)], s).decisions[0];
+        for risks in [vec![sat(&t, 60, 1.2)], vec![]] {
+            let d = &one(&t, &risks, s.clone()).decisions[0];
+            assert_eq!(d.action, Action::ScaleTo { replicas: 5 }, "ceil(4 × 0.9 / 0.8) = 5: {d:?}");
+            assert!(d.reason.contains("observed 0.9000 > 0.8000"), "{}", d.reason);
+            assert!(d.reason.contains("forecast degraded (MASE 4.00 > 2.00)"), "{}", d.reason);
+            assert_eq!(verdict(d, "forecast_health"), Some(Verdict::Blocked));
+        }
+    }
+
+    #[test]
+    fn a_healthy_forecast_never_holds_back_the_scale_out_an_observed_saturation_needs() {
+        let t = web();
+        let mut s = fresh(4);
+        s.level = Some(0.8);
+        s.health = Some(health(&t, false));
+        s.forecast = Some(p90_peak(0.7, None));
+        // The forecast saw no risk and nothing is happening: nothing to do.
+        s.recent = vec![0.5, 0.7];
+        let d = &one(&t, &[], s.clone()).decisions[0];
+        assert_eq!(d.action, Action::None, "{d:?}");
+        // Now the load is over the level anyway: the reactive floor scales for it,
+        // saying what the forecast said, through the same guardrails.
+        s.recent = vec![0.5, 0.9];
+        let d = &one(&t, &[], s.clone()).decisions[0];
         assert_eq!(d.action, Action::ScaleTo { replicas: 5 }, "ceil(4 × 0.9 / 0.8) = 5: {d:?}");
         assert!(d.reason.contains("observed 0.9000 > 0.8000"), "{}", d.reason);
+        assert!(d.reason.contains("no risk: p90 peak 0.7000"), "{}", d.reason);
+        assert_eq!(d.evidence.as_ref().map(|e| e.model.as_str()), Some("observed"));
+        assert_eq!(verdict(d, "forecast_health"), Some(Verdict::Passed));
+        assert!(d.guardrails.iter().any(|g| g.name == "forecast_health" && g.detail.contains("reactive floor")));
+        for g in ["stale_data", "max_step", "bounds", "already_done", "cooldown", "hourly_cap"] {
+            assert!(verdict(d, g).is_some(), "{g} not checked: {:?}", d.guardrails);
+        }
+        // A predicted crossing beyond the lead time does not make it wait.
+        let d = &one(&t, &[sat(&t, 7 * 60, 1.2)], s.clone()).decisions[0];
+        assert_eq!(d.action, Action::ScaleTo { replicas: 5 }, "{d:?}");
+        assert!(d.reason.contains("beyond lead time"), "{}", d.reason);
+        // A predicted peak needing fewer replicas than the load now: the load's count
+        // (1.1 / 0.8 → 6, where the p90 peak 0.9 asked for 5).
+        s.recent = vec![0.5, 1.1];
+        let d = &one(&t, &[sat(&t, 60, 0.9)], s.clone()).decisions[0];
+        assert_eq!(d.action, Action::ScaleTo { replicas: 6 }, "{d:?}");
+        // One needing more keeps the forecast's decision and evidence (1.6 / 0.8 → 8, max_step 3 → 7).
+        let d = &one(&t, &[sat(&t, 60, 1.6)], s.clone()).decisions[0];
+        assert_eq!(d.action, Action::ScaleTo { replicas: 7 }, "{d:?}");
+        assert_eq!(d.evidence.as_ref().map(|e| e.model.as_str()), Some("lstm"));
+        // At max_replicas it cannot scale: an alert saying what is observed.
+        let mut full = s.clone();
+        full.replicas = Some(10);
+        let d = &one(&t, &[], full).decisions[0];
+        assert_eq!((d.action, d.alert), (Action::None, true), "{d:?}");
+        assert!(d.reason.contains("observed 1.1000 > 0.8000"), "{}", d.reason);
+        // The floor is held by the cooldown like any action.
+        s.history.push(scaled(&t, "00000000000000bb", 4, 5, Mode::DryRun, Outcome::DryRun));
+        let d = &one(&t, &[], s).decisions[0];
+        assert_eq!(d.action, Action::None, "{d:?}");
+        assert_eq!(verdict(d, "cooldown"), Some(Verdict::Blocked));
     }
 
     #[test]
@@ -924,27 +1042,9 @@ mod tests {
     fn an_action_that_did_not_help_fails_verification() {
         let t = web();
         let mut s = fresh(6);
-        s.forecast = Some(Evidence {
-            series: "k8s/shop/deployment/web:cpu".into(),
-            model: "lstm".into(),
-            origin_ms: NOW,
-            quantile: Some(0.9),
-            peak: 0.95,
-            peak_at_ms: NOW + HOUR_MS,
-            threshold: 0.8,
-            crosses_at_ms: Some(NOW),
-        });
+        s.forecast = Some(p90_peak(0.95, Some(NOW)));
         s.recent = vec![0.85, 0.9];
-        s.history.push(PastAction {
-            id: "00000000000000aa".into(),
-            target: t.name.clone(),
-            action: Action::ScaleTo { replicas: 6 },
-            risk: "saturation".into(),
-            window_start_ms: NOW - HOUR_MS,
-            at_ms: NOW - 40 * MIN,
-            mode: Mode::Enforce,
-            outcome: Outcome::Succeeded,
-        });
+        s.history.push(scaled(&t, "00000000000000aa", 6, 40, Mode::Enforce, Outcome::Succeeded));
         let p = one(&t, &[], s.clone());
         assert_eq!(p.failed_verifications.len(), 1);
         assert!(p.failed_verifications[0].detail.contains("0.9000 > 0.8000"), "{:?}", p.failed_verifications);
