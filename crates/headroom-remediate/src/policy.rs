@@ -472,14 +472,15 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
 /// lower than what is happening now), the reactive rule decides instead and
 /// says what the forecast said. A forecast can add headroom before a
 /// saturation, never hold back the scale-out one that is happening needs.
-fn reactive_floor(t: &Target, s: &TargetState, d: Decision, forecast: bool, now_ms: i64) -> Decision {
+/// `predicted`: `d` answers a predicted saturation (so there is a forecast).
+fn reactive_floor(t: &Target, s: &TargetState, d: Decision, predicted: bool, now_ms: i64) -> Decision {
     let planned = match d.action {
         Action::ScaleTo { replicas } => Some(replicas),
         _ => None,
     };
     let (why, health) = match s.health.as_ref() {
         Some(h) if h.degraded => (format!("forecast degraded ({})", h.reason), Verdict::Blocked),
-        _ if !forecast && s.forecast.is_none() => ("no forecast".to_string(), Verdict::Blocked),
+        _ if !predicted && s.forecast.is_none() => ("no forecast".to_string(), Verdict::Blocked),
         _ => (format!("the forecast asks for less: {}", d.reason), Verdict::Passed),
     };
     let Some(mut r) = reactive(t, s, now_ms, &why) else { return d };
