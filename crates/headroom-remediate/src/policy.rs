@@ -451,8 +451,8 @@ fn set_replicas(t: &Target, d: &mut Decision, current: u32, want: u32) {
     }
 }
 
-/// No crash pattern and no leak: scale out for saturation (predicted, or
-/// observed when there is no forecast), else perhaps scale in.
+/// No crash pattern and no leak: scale out for saturation (predicted, and
+/// never less than observed: [`reactive_floor`]), else perhaps scale in.
 fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: i64) -> Decision {
     let sat = risks.iter().find_map(|r| match r {
         Risk::Saturation(x) => Some(x),
@@ -474,32 +474,35 @@ fn saturation_or_scale_in(t: &Target, s: &TargetState, risks: &[&Risk], now_ms: 
 /// saturation, never hold back the scale-out one that is happening needs.
 /// `predicted`: `d` answers a predicted saturation (so there is a forecast).
 fn reactive_floor(t: &Target, s: &TargetState, d: Decision, predicted: bool, now_ms: i64) -> Decision {
-    let planned = match d.action {
-        Action::ScaleTo { replicas } => Some(replicas),
-        _ => None,
+    let Some((latest, level)) = observed_saturation(s) else { return d };
+    let (why, verdict, detail) = match s.health.as_ref() {
+        Some(h) if h.degraded => {
+            let why = format!("forecast degraded ({})", h.reason);
+            let detail = format!("{why}: reactive rule");
+            (why, Verdict::Blocked, detail)
+        }
+        _ if !predicted && s.forecast.is_none() => {
+            ("no forecast".to_string(), Verdict::Blocked, "no forecast: reactive rule".to_string())
+        }
+        health => (
+            format!("the forecast asks for less: {}", d.reason),
+            Verdict::Passed,
+            format!(
+                "{}; the newest actual value needs more: reactive floor",
+                health.map_or("not scored yet", |h| h.reason.as_str())
+            ),
+        ),
     };
-    let (why, health) = match s.health.as_ref() {
-        Some(h) if h.degraded => (format!("forecast degraded ({})", h.reason), Verdict::Blocked),
-        _ if !predicted && s.forecast.is_none() => ("no forecast".to_string(), Verdict::Blocked),
-        _ => (format!("the forecast asks for less: {}", d.reason), Verdict::Passed),
-    };
-    let Some(mut r) = reactive(t, s, now_ms, &why) else { return d };
-    match r.action {
-        Action::ScaleTo { replicas: needed } if planned.is_some_and(|p| p >= needed) => return d,
-        Action::ScaleTo { .. } => {}
+    let mut r = reactive(t, s, now_ms, (latest, level), &why);
+    match (r.action, d.action) {
+        (Action::ScaleTo { replicas: needed }, Action::ScaleTo { replicas: planned }) if planned >= needed => return d,
+        (Action::ScaleTo { .. }, _) => {}
         // It cannot scale (at max_replicas, or a platform that does not scale):
         // its alert says so, unless the forecast's decision acts or alerts itself.
-        _ if r.alert && !d.action.is_some() && !d.alert => {}
+        (_, Action::None) if r.alert && !d.alert => {}
         _ => return d,
     }
-    let detail = match health {
-        Verdict::Passed => format!(
-            "{}; the newest actual value needs more: reactive floor",
-            s.health.as_ref().map_or("not scored yet", |h| h.reason.as_str())
-        ),
-        _ => format!("{why}: reactive rule"),
-    };
-    r.guardrails.insert(0, Guardrail { name: "forecast_health".into(), verdict: health, detail });
+    r.guardrails.insert(0, Guardrail { name: "forecast_health".into(), verdict, detail });
     r
 }
 
@@ -629,16 +632,20 @@ fn scale_in_blocked(s: &TargetState, peak: Option<f64>, level: f64, recent_max: 
     })
 }
 
-/// The reactive rule every user has today: the newest actual value is above
-/// the level → scale out for it ([`reactive_floor`] says when it decides).
-fn reactive(t: &Target, s: &TargetState, now_ms: i64, why: &str) -> Option<Decision> {
+/// The newest actual value and the saturation level, when the value is above it.
+fn observed_saturation(s: &TargetState) -> Option<(f64, f64)> {
     let level = s.level?;
-    let latest = s.recent.last().copied().filter(|v| *v > level)?;
+    s.recent.last().copied().filter(|v| *v > level).map(|latest| (latest, level))
+}
+
+/// The reactive rule every user has today: the newest actual value `latest`
+/// is above the `level` → scale out for it ([`reactive_floor`] says when it decides).
+fn reactive(t: &Target, s: &TargetState, now_ms: i64, (latest, level): (f64, f64), why: &str) -> Decision {
     let reason =
         format!("observed {latest:.4} > {level:.4} on {}:{} ({why}: acting on the actual value)", t.entity, t.metric);
     let mut d = base(t, "saturation", Grid::align(HOUR_MS, now_ms), reason, now_ms);
     d.evidence = Some(observed(format!("{}:{}", t.entity, t.metric), latest, now_ms, level));
-    Some(scale_for(t, s, d, latest / level))
+    scale_for(t, s, d, latest / level)
 }
 
 /// Scale out so that `ratio` (peak ÷ level) of load fits under the level:
