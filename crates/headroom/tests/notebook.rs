@@ -1,7 +1,7 @@
 //! `notebooks/backtest.ipynb` as an analyst runs it: a small real backtest into
 //! a temporary directory, then the notebook executed headless on its output
-//! (it must run without error, agree with the scores the backtest wrote, and
-//! draw its plots).
+//! (it must run without error, agree with the scores the backtest wrote,
+//! draw its plots, and read saturation from the limits the backtest read).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -91,7 +91,7 @@ fn the_backtest_notebook_reproduces_the_headline_table() {
     let run = python(
         EXECUTE,
         &[&root.join("notebooks/backtest.ipynb"), &executed],
-        &[("HEADROOM_OUT", &out), ("HEADROOM_DATA", &data)],
+        &[("HEADROOM_OUT", &out), ("HEADROOM_DATA", &data), ("HEADROOM_LIMITS", &limits)],
     );
     ok("executing notebooks/backtest.ipynb", &run);
 
@@ -113,6 +113,10 @@ fn the_backtest_notebook_reproduces_the_headline_table() {
     assert!(text.contains("mean MASE") && text.contains("snaive-daily") && text.contains("last"), "{text}");
     if out.join("scores.json").is_file() {
         assert!(text.contains("scores.json: every model's scores agree"), "{text}");
+        // Saturation at every recall, for both models, agreeing with the
+        // backtest's own precision at recall >= 0.95 and >= 0.99.
+        assert!(text.contains("recall >= 0.97") && text.contains("P at the threshold"), "{text}");
+        assert!(text.contains("scores.json: sat_p90_precision_at_recall agrees (4 values,"), "{text}");
     }
     if out.join("scores.parquet").is_file() {
         assert!(text.contains("rows agree with the scores computed here"), "{text}");
